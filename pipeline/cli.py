@@ -1,0 +1,223 @@
+"""The ``qa-search`` command: fetch data, build indexes, search.
+
+Run ``qa-search --help`` (or ``qa-search COMMAND --help``) for the options.
+Errors a user can cause print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from .config import DEFAULT_BI_ENCODER, FaissKind, FusionMethod, RetrievalMode
+from .errors import QASearchError
+
+logger = logging.getLogger("pipeline.cli")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _choices(enum) -> list[str]:
+    return [m.value for m in enum]
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .data import fetch_dataset
+
+    path = fetch_dataset(args.name, args.dest, from_file=args.from_file, progress=not args.quiet)
+    print(f"{path} (sha256 verified)")
+    return 0
+
+
+def register_data(sub: argparse._SubParsersAction) -> None:
+    from .data import DATASETS
+
+    data = sub.add_parser("data", help="fetch public data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download (or copy) a data set and verify its sha256")
+    fetch.add_argument("name", choices=sorted(DATASETS), help="data set name")
+    fetch.add_argument("--from", dest="from_file", metavar="FILE", help="copy from this local file instead of downloading")
+    fetch.add_argument("--dest", default="data", help="directory to write into (default: data)")
+    fetch.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    fetch.set_defaults(handler=_cmd_data_fetch)
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .index import add_to_index, build_index
+
+    progress = not args.quiet
+    if args.add:
+        report = add_to_index(
+            args.index,
+            args.add,
+            bi_encoder=args.bi_encoder,
+            fmt=args.format,
+            strict=not args.skip_bad_records,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
+        verb = "Added"
+    else:
+        if not args.corpus:
+            raise QASearchError("Pass --corpus PATH to build an index, or --add PATH to extend one.")
+        report = build_index(
+            args.corpus,
+            args.index,
+            bi_encoder=args.bi_encoder or DEFAULT_BI_ENCODER,
+            faiss_kind=args.faiss,
+            fmt=args.format,
+            strict=not args.skip_bad_records,
+            max_tokens=args.window_tokens,
+            overlap=args.window_overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
+        verb = "Built"
+    print(
+        f"{verb} {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
+        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
+    )
+    print(f"Corpus: {report.corpus.summary()}.")
+    for bad in report.corpus.bad_records[:20]:
+        print(f"  skipped {bad.path}:{bad.line}: {bad.reason}", file=sys.stderr)
+    return 0
+
+
+def register_build(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser("build", help="build a BM25 + FAISS index from a corpus (or --add to one)")
+    build.add_argument("--corpus", metavar="PATH", help="SQuAD JSON, JSON Lines, a folder of .txt/.md, or WikiExtractor output")
+    build.add_argument("--index", required=True, metavar="DIR", help="index directory, e.g. indexes/squad-dev")
+    build.add_argument("--add", metavar="PATH", help="append this corpus to the existing index (old passages are not re-embedded)")
+    build.add_argument("--format", default="auto", choices=["auto", "squad", "jsonl", "folder", "wikiextractor"])
+    build.add_argument("--bi-encoder", metavar="NAME|PATH", help=f"sentence-transformers model (default {DEFAULT_BI_ENCODER})")
+    build.add_argument("--faiss", default="flat", choices=_choices(FaissKind), help="FAISS index kind (default flat)")
+    build.add_argument("--window-tokens", type=int, default=448, help="split longer paragraphs into windows of this many tokens")
+    build.add_argument("--window-overlap", type=int, default=64, help="tokens shared by consecutive windows")
+    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    build.add_argument("--skip-bad-records", action="store_true", help="skip malformed records (counted and listed) instead of stopping")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(handler=_cmd_build)
+
+
+# --------------------------------------------------------------------------- search
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command that loads a :class:`QAPipeline` shares."""
+    parser.add_argument("--index", default="indexes/squad-dev", metavar="DIR", help="index directory (default indexes/squad-dev)")
+    parser.add_argument("--mode", choices=_choices(RetrievalMode), help="retrieval mode (default hybrid)")
+    parser.add_argument("--fusion", choices=_choices(FusionMethod), help="hybrid fusion (default rrf)")
+    parser.add_argument("--reranker", metavar="NAME|PATH", help="cross-encoder (default $QA_SEARCH_RERANKER or cross-encoder/qnli-electra-base)")
+    parser.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
+    parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
+    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
+    parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+
+
+def pipeline_settings(args: argparse.Namespace) -> dict:
+    return {
+        "mode": args.mode,
+        "fusion": args.fusion,
+        "reranker": args.reranker,
+        "rerank": False if args.no_rerank else None,
+        "bi_encoder": args.bi_encoder,
+        "candidates": args.candidates,
+        "threshold": args.threshold,
+        "device": args.device,
+    }
+
+
+def _print_table(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Q: {result.query}", show_lines=True, expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("answers?", width=9)
+    table.add_column("passage", ratio=1)
+    table.add_column("scores", width=28)
+    for rank, hit in enumerate(result.hits, start=1):
+        if hit.probability is None:
+            verdict = "-"
+        else:
+            verdict = f"{'[green]yes' if hit.answerable else '[dim]no'} {hit.probability:.2f}"
+        text = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
+        passage = f"[bold]{hit.title}[/bold] [dim]({hit.id})[/dim]\n{text}"
+        scores = "\n".join(
+            f"{stage} {hit.scores[stage]:.3f} (#{hit.ranks[stage]})" for stage in ("bm25", "dense", "fused", "rerank") if stage in hit.scores
+        )
+        table.add_row(str(rank), verdict, passage, scores)
+    console.print(table, markup=True)
+    timing = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings.items())
+    console.print(f"[dim]{timing}[/dim]")
+    if result.hits and result.hits[0].probability is not None and not result.answerable_hits:
+        console.print("No paragraph in this collection answers this question; the closest are shown.")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .qa import QAPipeline
+
+    qa = QAPipeline.load(args.index, **pipeline_settings(args))
+    result = qa.search(args.question, top_k=args.top_k)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_table(result)
+    return 0
+
+
+def register_search(sub: argparse._SubParsersAction) -> None:
+    search = sub.add_parser("search", help="ask a question against an index")
+    search.add_argument("question", help="the question, in quotes")
+    add_pipeline_options(search)
+    search.add_argument("--top-k", type=int, default=10, help="hits to show (default 10)")
+    search.add_argument("--json", action="store_true", help="print the result as JSON")
+    search.set_defaults(handler=_cmd_search)
+
+
+# --------------------------------------------------------------------------- main
+
+REGISTRARS = [register_data, register_build, register_search]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa-search", description="Retrieve-and-rerank question answering search.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except QASearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""All settings of the pipeline in one place.
+
+:class:`PipelineConfig` holds every knob of a search (models, retrieval mode,
+fusion, candidate counts, threshold). Defaults are the product's defaults;
+:meth:`PipelineConfig.from_env` applies the ``QA_SEARCH_*`` environment
+variables, and keyword overrides win over both.
+
+Example::
+
+    >>> from pipeline.config import PipelineConfig
+    >>> cfg = PipelineConfig(mode="bm25", top_k=5)
+    >>> cfg.mode
+    <RetrievalMode.BM25: 'bm25'>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+
+class _ChoiceEnum(str, Enum):
+    """A string enum whose parse errors list the valid values."""
+
+    @classmethod
+    def parse(cls, value: "str | _ChoiceEnum") -> "_ChoiceEnum":
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower()
+        for member in cls:
+            if member.value == text:
+                return member
+        valid = ", ".join(m.value for m in cls)
+        raise ConfigError(f"Unknown {cls.__doc__.split('.')[0].strip().lower()} {value!r}; valid values: {valid}.")
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+class RetrievalMode(_ChoiceEnum):
+    """Retrieval mode."""
+
+    BM25 = "bm25"
+    DENSE = "dense"
+    HYBRID = "hybrid"
+
+
+class FusionMethod(_ChoiceEnum):
+    """Fusion method."""
+
+    RRF = "rrf"
+    WEIGHTED = "weighted"
+
+
+class FaissKind(_ChoiceEnum):
+    """FAISS index kind."""
+
+    FLAT = "flat"
+    HNSW = "hnsw"
+    IVF_PQ = "ivf-pq"
+
+
+DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_RERANKER = "cross-encoder/qnli-electra-base"
+
+#: Environment variables read by :meth:`PipelineConfig.from_env`.
+ENV_VARS: Mapping[str, str] = {
+    "QA_SEARCH_BI_ENCODER": "bi_encoder",
+    "QA_SEARCH_RERANKER": "reranker",
+    "QA_SEARCH_DEVICE": "device",
+    "QA_SEARCH_THRESHOLD": "threshold",
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Every setting of a search, with the product's defaults.
+
+    Attributes:
+        bi_encoder: sentence-transformers model for dense retrieval; ``None``
+            means "the one recorded in the index manifest".
+        reranker: cross-encoder name or path (any sentence-transformers
+            cross-encoder).
+        rerank: whether the cross-encoder reranks the candidates.
+        mode: ``bm25``, ``dense`` or ``hybrid``.
+        fusion: ``rrf`` (reciprocal rank fusion) or ``weighted`` (min-max
+            normalised scores, ``dense_weight`` for the dense side).
+        rrf_k: the ``k`` constant of reciprocal rank fusion.
+        dense_weight: weight of the dense scores in weighted fusion (0..1).
+        candidates: how many fused candidates the reranker scores.
+        top_k: how many hits a search returns.
+        threshold: reranker probability at which a paragraph counts as
+            answering the question.
+        max_query_chars: longest question accepted, in characters.
+        batch_size: batch size of the cross-encoder.
+        max_length: token limit of (question, paragraph) pairs; ``None`` uses
+            the model's own limit.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``None`` for automatic.
+        trust_remote_code: allow models that ship their own code (jina).
+    """
+
+    bi_encoder: str | None = None
+    reranker: str = DEFAULT_RERANKER
+    rerank: bool = True
+    mode: RetrievalMode = RetrievalMode.HYBRID
+    fusion: FusionMethod = FusionMethod.RRF
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+    candidates: int = 50
+    top_k: int = 10
+    threshold: float = 0.5
+    max_query_chars: int = 2000
+    batch_size: int = 32
+    max_length: int | None = None
+    device: str | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        self.mode = RetrievalMode.parse(self.mode)
+        self.fusion = FusionMethod.parse(self.fusion)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for values no search can use."""
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}.")
+        if not 0.0 <= float(self.dense_weight) <= 1.0:
+            raise ConfigError(f"dense_weight must be between 0 and 1, got {self.dense_weight}.")
+        for name in ("candidates", "top_k", "rrf_k", "batch_size", "max_query_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
+        if self.max_length is not None and self.max_length < 8:
+            raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "PipelineConfig":
+        """Defaults, then ``QA_SEARCH_*`` variables, then ``overrides`` (``None`` values are ignored)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for var, name in ENV_VARS.items():
+            if env.get(var):
+                values[name] = float(env[var]) if name == "threshold" else env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["mode"] = self.mode.value
+        out["fusion"] = self.fusion.value
+        return out

