@@ -1,0 +1,86 @@
+import pytest
+
+from conftest import SUPER_BOWL_QUESTION
+from pipeline import QAPipeline, build_index
+from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
+
+
+@pytest.fixture(scope="module")
+def tiny_qa(tiny_index, tiny_cross_encoder):
+    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu")
+
+
+def test_search_result_shape_and_ranges(tiny_qa):
+    result = tiny_qa.search("What is the capital of Germany?", top_k=4, candidates=6)
+    assert len(result.hits) == 4
+    probs = [h.probability for h in result.hits]
+    assert probs == sorted(probs, reverse=True)
+    for rank, hit in enumerate(result.hits, start=1):
+        assert 0.0 <= hit.probability <= 1.0
+        assert hit.answerable == (hit.probability >= 0.5)
+        assert hit.ranks["rerank"] == rank and hit.scores["rerank"] == hit.probability
+        assert "fused" in hit.ranks
+    assert {"bm25", "dense", "fusion", "rerank", "total"} <= set(result.timings)
+    assert result.settings["reranker"] and result.settings["mode"] == "hybrid"
+    as_dict = result.to_dict()
+    assert set(as_dict["hits"][0]) >= {"id", "title", "text", "answerable", "probability", "scores", "ranks"}
+
+
+def test_threshold_decides_answerable(tiny_qa):
+    none = tiny_qa.search("capital of Germany", threshold=1.0)
+    assert not none.answerable_hits
+    every = tiny_qa.search("capital of Germany", threshold=0.0)
+    assert all(h.answerable for h in every.hits)
+
+
+def test_rerank_off_keeps_fused_order(tiny_qa):
+    result = tiny_qa.search("What is the capital of Germany?", rerank=False, mode="bm25")
+    assert result.hits[0].id == "berlin"
+    assert all(h.probability is None and h.answerable is None for h in result.hits)
+    assert [h.ranks["fused"] for h in result.hits] == list(range(1, len(result.hits) + 1))
+    assert "rerank" not in result.timings
+
+
+def test_bad_questions_get_clear_errors(tiny_qa):
+    with pytest.raises(QueryError, match="empty"):
+        tiny_qa.search("   ")
+    with pytest.raises(QueryError, match="the limit is 2,000"):
+        tiny_qa.search("why " * 1000)
+    with pytest.raises(QueryError, match="must be text"):
+        tiny_qa.search(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="valid values: bm25, dense, hybrid"):
+        tiny_qa.search("capital", mode="magic")
+
+
+def test_search_many_matches_search(tiny_qa):
+    questions = ["capital of Germany", "highest mountain", "river in Egypt"]
+    many = tiny_qa.search_many(questions, top_k=3)
+    for question, result in zip(questions, many):
+        single = tiny_qa.search(question, top_k=3)
+        assert [h.id for h in result.hits] == [h.id for h in single.hits]
+        assert [h.probability for h in result.hits] == pytest.approx([h.probability for h in single.hits], abs=1e-5)
+
+
+def test_loading_without_reranker_and_missing_reranker(tiny_index):
+    qa = QAPipeline.load(tiny_index, rerank=False)
+    assert qa.reranker is None
+    with pytest.raises(ConfigError, match="loaded without a reranker"):
+        qa.search("capital", rerank=True)
+    with pytest.raises(ModelNotFoundError, match="cross-encoder/qnli-electra-base"):
+        QAPipeline.load(tiny_index)  # the default reranker is not on this machine
+
+
+@pytest.mark.slow
+def test_real_minilm_ranks_super_bowl_paragraph_first(tmp_path_factory, squad_slice, minilm_path, standin_reranker):
+    index = tmp_path_factory.mktemp("real") / "slice"
+    build_index(squad_slice, index, bi_encoder=str(minilm_path), progress=False)
+    qa = QAPipeline.load(index, reranker=str(standin_reranker), device="cpu")
+    for mode in ("bm25", "dense", "hybrid"):
+        result = qa.search(SUPER_BOWL_QUESTION, mode=mode, rerank=False, top_k=5)
+        assert result.hits[0].id == "Super_Bowl_50#0", mode
+    reranked = qa.search(SUPER_BOWL_QUESTION, top_k=5, candidates=20)
+    top = reranked.hits[0]
+    assert top.id == "Super_Bowl_50#0" and top.answerable and top.probability > 0.5
+    # A question nothing in these articles answers: nothing is flagged answerable.
+    off_topic = qa.search("What is the boiling point of liquid nitrogen in kelvin?", top_k=5)
+    assert not off_topic.answerable_hits
