@@ -203,12 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_model_loading() -> None:
+    """Hide transformers' per-load weight progress bars; the CLI shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     handler: Handler = args.handler
+    if args.verbose == 0 and args.command != "data":
+        _quiet_model_loading()
     try:
         return handler(args)
     except QASearchError as exc:
