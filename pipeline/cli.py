@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from .config import DEFAULT_BI_ENCODER, FaissKind, FusionMethod, RetrievalMode
+from .config import DEFAULT_BI_ENCODER, DEFAULT_READER, FaissKind, FusionMethod, RetrievalMode
 from .errors import QASearchError
 
 logger = logging.getLogger("pipeline.cli")
@@ -121,6 +121,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fusion", choices=_choices(FusionMethod), help="hybrid fusion (default rrf)")
     parser.add_argument("--reranker", metavar="NAME|PATH", help="cross-encoder (default $QA_SEARCH_RERANKER or cross-encoder/qnli-electra-base)")
     parser.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
+    parser.add_argument("--reader", metavar="NAME|PATH", help=f"extractive QA model that marks the answer (default $QA_SEARCH_READER or {DEFAULT_READER})")
+    parser.add_argument("--no-read", action="store_true", help="skip the reader (no answer spans)")
     parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
     parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
     parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
@@ -133,6 +135,8 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "fusion": args.fusion,
         "reranker": args.reranker,
         "rerank": False if args.no_rerank else None,
+        "reader": args.reader,
+        "read": False if args.no_read else None,
         "bi_encoder": args.bi_encoder,
         "candidates": args.candidates,
         "threshold": args.threshold,
@@ -140,12 +144,28 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
     }
 
 
+def _marked(text: str, answer, limit: int = 400) -> str:
+    """``text`` (cut to ``limit`` characters) as Rich markup: escaped, with the answer span in bold yellow."""
+    from rich.markup import escape
+
+    if answer is None or answer.end > limit:
+        return escape(text if len(text) <= limit else text[:limit] + "…")
+    tail = text[answer.end : limit] + ("…" if len(text) > limit else "")
+    return f"{escape(text[: answer.start])}[bold yellow]{escape(answer.text)}[/bold yellow]{escape(tail)}"
+
+
 def _print_table(result) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Q: {result.query}", show_lines=True, expand=True)
+    if result.answer is not None:
+        a = result.answer
+        console.print(f"[bold]Answer:[/bold] [bold yellow]{escape(a.text)}[/bold yellow] [dim](span {a.score:.2f}, from {escape(a.id)})[/dim]")
+    elif result.settings.get("reader"):
+        console.print("[dim]No answer found in the paragraphs shown.[/dim]")
+    table = Table(title=f"Q: {escape(result.query)}", show_lines=True, expand=True)
     table.add_column("#", justify="right", width=3)
     table.add_column("answers?", width=9)
     table.add_column("passage", ratio=1)
@@ -155,8 +175,9 @@ def _print_table(result) -> None:
             verdict = "-"
         else:
             verdict = f"{'[green]yes' if hit.answerable else '[dim]no'} {hit.probability:.2f}"
-        text = hit.text if len(hit.text) <= 400 else hit.text[:400] + "…"
-        passage = f"[bold]{hit.title}[/bold] [dim]({hit.id})[/dim]\n{text}"
+        passage = f"[bold]{escape(hit.title)}[/bold] [dim]({escape(hit.id)})[/dim]\n{_marked(hit.text, hit.answer)}"
+        if hit.answer is not None:
+            passage += f"\n[bold]answer:[/bold] {escape(hit.answer.text)} [dim]({hit.answer.score:.2f})[/dim]"
         scores = "\n".join(
             f"{stage} {hit.scores[stage]:.3f} (#{hit.ranks[stage]})" for stage in ("bm25", "dense", "fused", "rerank") if stage in hit.scores
         )

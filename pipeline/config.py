@@ -67,11 +67,13 @@ class FaissKind(_ChoiceEnum):
 
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/qnli-electra-base"
+DEFAULT_READER = "mrm8488/electra-base-finetuned-squadv1"
 
 #: Environment variables read by :meth:`PipelineConfig.from_env`.
 ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_BI_ENCODER": "bi_encoder",
     "QA_SEARCH_RERANKER": "reranker",
+    "QA_SEARCH_READER": "reader",
     "QA_SEARCH_DEVICE": "device",
     "QA_SEARCH_THRESHOLD": "threshold",
 }
@@ -87,6 +89,10 @@ class PipelineConfig:
         reranker: cross-encoder name or path (any sentence-transformers
             cross-encoder).
         rerank: whether the cross-encoder reranks the candidates.
+        reader: extractive question-answering model name or path (any
+            Hugging Face ``AutoModelForQuestionAnswering`` with a fast tokenizer).
+        read: whether the reader marks the answer in the hits shown (the
+            answerable ones; the top 3 when there is no reranker).
         mode: ``bm25``, ``dense`` or ``hybrid``.
         fusion: ``rrf`` (reciprocal rank fusion) or ``weighted`` (min-max
             normalised scores, ``dense_weight`` for the dense side).
@@ -107,6 +113,8 @@ class PipelineConfig:
     bi_encoder: str | None = None
     reranker: str = DEFAULT_RERANKER
     rerank: bool = True
+    reader: str = DEFAULT_READER
+    read: bool = True
     mode: RetrievalMode = RetrievalMode.HYBRID
     fusion: FusionMethod = FusionMethod.RRF
     rrf_k: int = 60

@@ -1,4 +1,4 @@
-"""``QAPipeline``: question in, answerable paragraphs out (retrieve → fuse → rerank).
+"""``QAPipeline``: question in, answerable paragraphs and their answers out (retrieve → fuse → rerank → read).
 
 Example::
 
@@ -7,6 +7,14 @@ Example::
     >>> result = qa.search("Which NFL team represented the AFC at Super Bowl 50?")                         # doctest: +SKIP
     >>> result.hits[0].title, result.hits[0].answerable                                                    # doctest: +SKIP
     ('Super_Bowl_50', True)
+    >>> result.answer.text, result.answer.id                                                               # doctest: +SKIP
+    ('Denver Broncos', 'Super_Bowl_50#0')
+
+Reading: the reader reads only hits that are shown and answerable (at most
+``top_k``); without a reranker nothing says which hits answer, so it reads the
+top :data:`UNRANKED_READ` hits. Each read hit gets ``answer``; the search's
+best ``answer`` is the one with the highest reranker probability × span score
+(span score alone without a reranker), see :func:`best_answer`.
 """
 
 from __future__ import annotations
@@ -18,13 +26,17 @@ from typing import Any, Sequence
 
 from .config import PipelineConfig, RetrievalMode
 from .encoder import BiEncoder
-from .errors import ConfigError, QueryError
+from .errors import ConfigError, ModelNotFoundError, QueryError
 from .index import SearchIndex
+from .read import Reader
 from .rerank import Reranker
-from .results import Hit, SearchResult
+from .results import BestAnswer, Hit, SearchResult
 from .retrieve import Candidate, Retriever
 
 logger = logging.getLogger(__name__)
+
+#: Hits the reader reads when there is no reranker to say which ones answer.
+UNRANKED_READ = 3
 
 
 def check_question(question: Any, max_chars: int) -> str:
@@ -39,8 +51,30 @@ def check_question(question: Any, max_chars: int) -> str:
     return text
 
 
+def best_answer(hits: Sequence[Hit]) -> BestAnswer | None:
+    """The best answer over ``hits``: highest reranker probability × span score.
+
+    Both are in 0..1: the probability says the paragraph answers, the span score
+    says how sure the reader is of the span inside it, so the product favours a
+    confident span in a paragraph that answers. Without a reranker
+    (``probability`` is ``None``) the span score decides alone. Ties keep the
+    better-ranked hit.
+    """
+    best, best_value = None, -1.0
+    for hit in hits:
+        if hit.answer is None:
+            continue
+        value = hit.answer.score * (1.0 if hit.probability is None else hit.probability)
+        if value > best_value:
+            best, best_value = hit, value
+    if best is None:
+        return None
+    a = best.answer
+    return BestAnswer(text=a.text, start=a.start, end=a.end, score=a.score, id=best.id)
+
+
 class QAPipeline:
-    """Retrieve candidates (BM25, dense or hybrid), rerank them with a cross-encoder, flag answerable ones.
+    """Retrieve candidates (BM25, dense or hybrid), rerank them with a cross-encoder, flag answerable ones, read answers.
 
     Build with :meth:`load`; :meth:`search` answers one question,
     :meth:`search_many` several at once (dense encoding and reranking batched).
@@ -52,11 +86,13 @@ class QAPipeline:
         *,
         encoder: BiEncoder | None,
         reranker: Reranker | None,
+        reader: Reader | None = None,
         config: PipelineConfig | None = None,
     ):
         self.index = index
         self.encoder = encoder
         self.reranker = reranker
+        self.reader = reader
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
 
@@ -71,7 +107,7 @@ class QAPipeline:
         """Open the index and load its models.
 
         ``settings`` are :class:`PipelineConfig` fields (``reranker=``,
-        ``rerank=False``, ``mode=``, ...) applied over ``config`` or, without
+        ``rerank=False``, ``reader=``, ``read=False``, ``mode=``, ...) applied over ``config`` or, without
         one, over the defaults and the ``QA_SEARCH_*`` environment variables.
         """
         if config is None:
@@ -94,10 +130,16 @@ class QAPipeline:
                 batch_size=config.batch_size,
                 trust_remote_code=config.trust_remote_code,
             )
-        return cls(search_index, encoder=encoder, reranker=reranker, config=config)
+        reader = None
+        if config.read:
+            try:
+                reader = Reader.load(config.reader, device=config.device, trust_remote_code=config.trust_remote_code)
+            except ModelNotFoundError as exc:
+                raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
+        return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config)
 
     def search(self, question: str, **overrides: Any) -> SearchResult:
-        """Answer one question. ``overrides``: ``top_k``, ``candidates``, ``mode``, ``threshold``, ``rerank``, ..."""
+        """Answer one question. ``overrides``: ``top_k``, ``candidates``, ``mode``, ``threshold``, ``rerank``, ``read``, ..."""
         return self.search_many([question], **overrides)[0]
 
     def search_many(self, questions: Sequence[str], **overrides: Any) -> list[SearchResult]:
@@ -110,6 +152,8 @@ class QAPipeline:
         use_reranker = cfg.rerank and self.reranker is not None
         if cfg.rerank and self.reranker is None and "rerank" in overrides:
             raise ConfigError("Reranking was asked for, but this pipeline was loaded without a reranker.")
+        if cfg.read and self.reader is None and "read" in overrides:
+            raise ConfigError("Reading answers was asked for, but this pipeline was loaded without a reader.")
         depth = max(cfg.candidates, cfg.top_k) if use_reranker else cfg.top_k
         retrieved = self.retriever.retrieve_many(
             texts, mode=cfg.mode, k=depth, fusion=cfg.fusion, rrf_k=cfg.rrf_k, dense_weight=cfg.dense_weight
@@ -125,21 +169,46 @@ class QAPipeline:
             for i, (cands, _) in enumerate(retrieved):
                 probabilities[i] = flat[offset : offset + len(cands)]
                 offset += len(cands)
+        hits = [self._hits(cands, probs, cfg) for (cands, _), probs in zip(retrieved, probabilities)]
+        reading = cfg.read and self.reader is not None
+        read_ms = self._read(texts, hits) if reading else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
-        for text, (cands, timings), probs in zip(texts, retrieved, probabilities):
+        for text, (_, timings), probs, shown in zip(texts, retrieved, probabilities, hits):
             if probs is not None:
                 timings["rerank"] = rerank_ms
+            if read_ms is not None:
+                timings["read"] = read_ms
             timings["total"] = total_ms
             results.append(
                 SearchResult(
                     query=text,
-                    hits=self._hits(cands, probs, cfg),
+                    hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
-                    settings=self._settings(cfg, probs is not None),
+                    settings=self._settings(cfg, probs is not None, reading),
+                    answer=best_answer(shown),
                 )
             )
         return results
+
+    def _read(self, questions: list[str], hits: list[list[Hit]]) -> float | None:
+        """Give answerable hits (the top :data:`UNRANKED_READ` without a reranker) their ``answer``.
+
+        All questions' pairs go to the reader in one batch. Returns milliseconds
+        per question, or ``None`` when nothing was read (no answerable hit).
+        """
+        targets = []
+        for question, shown in zip(questions, hits):
+            unranked = all(h.answerable is None for h in shown)
+            chosen = shown[:UNRANKED_READ] if unranked else [h for h in shown if h.answerable]
+            targets.extend((question, h) for h in chosen)
+        if not targets:
+            return None
+        start = time.perf_counter()
+        answers = self.reader.read_pairs([(q, h.text) for q, h in targets])
+        for (_, hit), answer in zip(targets, answers):
+            hit.answer = answer
+        return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: PipelineConfig) -> list[Hit]:
         order = list(range(len(cands)))
@@ -168,7 +237,7 @@ class QAPipeline:
             )
         return hits
 
-    def _settings(self, cfg: PipelineConfig, reranked: bool) -> dict[str, Any]:
+    def _settings(self, cfg: PipelineConfig, reranked: bool, read: bool) -> dict[str, Any]:
         return {
             "mode": cfg.mode.value,
             "fusion": cfg.fusion.value if cfg.mode is RetrievalMode.HYBRID else None,
@@ -177,5 +246,6 @@ class QAPipeline:
             "threshold": cfg.threshold,
             "bi_encoder": self.encoder.name if self.encoder else None,
             "reranker": self.reranker.name if reranked and self.reranker else None,
+            "reader": self.reader.name if read and self.reader else None,
             "index": str(self.index.path),
         }

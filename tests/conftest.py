@@ -173,3 +173,73 @@ def tiny_index(tmp_path_factory, small_corpus, tiny_bi_encoder) -> Path:
     out = tmp_path_factory.mktemp("indexes") / "small"
     build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
     return out
+
+
+# --------------------------------------------------------------------------- tiny readers (extractive QA)
+
+
+def make_tiny_reader(directory: Path, minilm_path: Path, *, arch: str = "electra", seed: int = 0) -> Path:
+    """A tiny random extractive QA model (ELECTRA or BERT span head) with the MiniLM fast tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, ElectraConfig, ElectraForQuestionAnswering
+
+    torch.manual_seed(seed)
+    tok = _tokenizer(minilm_path)
+    common = dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=512)
+    if arch == "electra":
+        model = ElectraForQuestionAnswering(ElectraConfig(embedding_size=32, **common))
+    else:
+        model = BertForQuestionAnswering(BertConfig(**common))
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def make_keyword_reader(directory: Path, minilm_path: Path, start_word: str, end_word: str, *,
+                        cls_weight: float = 0.0, no_answer: bool | None = None) -> Path:
+    """A deterministic BertForQuestionAnswering: start logit 4 on ``start_word``'s first token, end logit 4 on
+    ``end_word``'s last token, ``8 * cls_weight`` (both) on [CLS], 0 everywhere else.
+
+    How: position/type embeddings and every layer's residual branches are zeroed, so each token's final
+    hidden state is the LayerNorm of its own word embedding; only the keywords (and [CLS]) get a non-zero
+    embedding, along their own axes, which the span head reads. ``no_answer`` is saved in the config as
+    ``version_2_with_negative`` (``None``: not saved, as in SQuAD 1.1 models).
+    """
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    tok = _tokenizer(minilm_path)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512)
+    if no_answer is not None:
+        config.version_2_with_negative = no_answer
+    model = BertForQuestionAnswering(config)
+    with torch.no_grad():
+        emb = model.bert.embeddings
+        emb.word_embeddings.weight.zero_()
+        emb.position_embeddings.weight.zero_()
+        emb.token_type_embeddings.weight.zero_()
+        for layer in model.bert.encoder.layer:
+            for dense in (layer.attention.output.dense, layer.output.dense):
+                dense.weight.zero_()
+                dense.bias.zero_()
+        # LayerNorm(e_a - e_b) = sqrt(hidden / 2) * (e_a - e_b) = 4 * (e_a - e_b) for hidden 32.
+        for axis, token in ((0, tok.tokenize(start_word)[0]), (2, tok.tokenize(end_word)[-1]), (4, tok.cls_token)):
+            row = emb.word_embeddings.weight[tok.convert_tokens_to_ids(token)]
+            row[axis], row[axis + 1] = 1.0, -1.0
+        head = model.qa_outputs
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[0, 0] = 1.0
+        head.weight[1, 2] = 1.0
+        head.weight[0, 4] = head.weight[1, 4] = cls_weight
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_reader(tmp_path_factory, minilm_path) -> Path:
+    """A tiny random ELECTRA extractive QA model (answers are arbitrary but valid spans)."""
+    return make_tiny_reader(tmp_path_factory.mktemp("tiny-reader"), minilm_path)

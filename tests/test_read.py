@@ -1,0 +1,235 @@
+"""The reader stage: span decoding on offsets, windows, answer length, no-answer models, pipeline wiring."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SUPER_BOWL_QUESTION, make_keyword_reader
+from pipeline.config import PipelineConfig
+from pipeline.errors import ConfigError, ModelNotFoundError
+from pipeline.read import Reader
+
+UNICODE_TEXT = "  \n\t Visit Zürich — café culture, said the guide."
+UNICODE_QUESTION = "Is Zürich a café town?"
+
+
+@pytest.fixture(scope="module")
+def zurich_reader(tmp_path_factory, minilm_path):
+    """Deterministic: the span "Zürich … café" wins wherever both words are in the paragraph."""
+    return make_keyword_reader(tmp_path_factory.mktemp("kw-zurich"), minilm_path, "Zürich", "café")
+
+
+def check_offsets(answer, text):
+    assert answer is not None
+    assert text[answer.start : answer.end] == answer.text
+    assert answer.text == answer.text.strip()
+    assert 0.0 <= answer.score <= 1.0
+
+
+def test_offsets_point_into_the_original_text_with_whitespace_and_unicode(zurich_reader):
+    reader = Reader.load(str(zurich_reader))
+    (answer,) = reader.read(UNICODE_QUESTION, [UNICODE_TEXT])
+    check_offsets(answer, UNICODE_TEXT)
+    assert answer.text == "Zürich — café"
+    assert answer.start == UNICODE_TEXT.index("Zürich")
+    # The question holds both keywords too: a span never starts or ends in the question.
+    assert answer.score > 0.5
+
+
+def test_paragraph_longer_than_the_window_is_answered_from_a_later_window(zurich_reader):
+    reader = Reader.load(str(zurich_reader), max_length=64, stride=16)
+    text = " ".join(f"Sentence number {i} talks about nothing in particular." for i in range(40)) + " " + UNICODE_TEXT
+    assert len(reader.tokenizer(text)["input_ids"]) > 5 * 64
+    (answer,) = reader.read(UNICODE_QUESTION, [text])
+    check_offsets(answer, text)
+    assert answer.text == "Zürich — café"
+    assert answer.start == text.index("Zürich")
+
+
+def test_answer_is_at_most_max_answer_tokens_long(tmp_path, minilm_path):
+    reader_dir = make_keyword_reader(tmp_path, minilm_path, "alpha", "omega")
+    text = "Here alpha " + "and " * 40 + "omega ends."
+    short = Reader.load(str(reader_dir), max_answer_tokens=5)
+    (answer,) = short.read("alpha to omega?", [text])
+    check_offsets(answer, text)
+    assert len(short.tokenizer(answer.text, add_special_tokens=False)["input_ids"]) <= 5
+    assert answer.text.startswith("alpha") or answer.text.endswith("omega")
+    long = Reader.load(str(reader_dir), max_answer_tokens=60)
+    (whole,) = long.read("alpha to omega?", [text])
+    assert whole.text == text[text.index("alpha") : text.index("omega") + len("omega")]
+    assert whole.score > answer.score
+
+
+def test_no_answer_model_returns_none_when_cls_wins(tmp_path, minilm_path):
+    strong_null = make_keyword_reader(tmp_path / "null", minilm_path, "Zürich", "café", cls_weight=2.0, no_answer=True)
+    reader = Reader.load(str(strong_null))
+    assert reader.allow_no_answer  # from version_2_with_negative in its config
+    assert reader.read(UNICODE_QUESTION, [UNICODE_TEXT]) == [None]
+    # The same weights read as a SQuAD 1.1 model still give the span.
+    (forced,) = Reader.load(str(strong_null), allow_no_answer=False).read(UNICODE_QUESTION, [UNICODE_TEXT])
+    assert forced.text == "Zürich — café"
+
+
+def test_no_answer_model_answers_when_the_span_beats_the_null_score(tmp_path, minilm_path):
+    weak_null = make_keyword_reader(tmp_path, minilm_path, "Zürich", "café", cls_weight=0.25, no_answer=True)
+    reader = Reader.load(str(weak_null))
+    assert reader.allow_no_answer
+    (answer,) = reader.read(UNICODE_QUESTION, [UNICODE_TEXT])
+    check_offsets(answer, UNICODE_TEXT)
+    assert answer.text == "Zürich — café"
+
+
+def test_squad1_models_never_compare_with_the_null_score(tmp_path, minilm_path):
+    untagged = make_keyword_reader(tmp_path, minilm_path, "Zürich", "café", cls_weight=2.0)
+    reader = Reader.load(str(untagged))
+    assert not reader.allow_no_answer
+    assert reader.read(UNICODE_QUESTION, [UNICODE_TEXT])[0].text == "Zürich — café"
+
+
+def test_empty_paragraphs_give_none_without_a_crash(zurich_reader):
+    reader = Reader.load(str(zurich_reader))
+    assert reader.read(UNICODE_QUESTION, []) == []
+    answers = reader.read(UNICODE_QUESTION, ["", "   \n", UNICODE_TEXT])
+    assert answers[:2] == [None, None]
+    assert answers[2].text == "Zürich — café"
+
+
+def test_batched_pairs_match_one_by_one_reading(tiny_reader):
+    reader = Reader.load(str(tiny_reader), batch_size=2, max_length=48, stride=8)
+    pairs = [
+        ("Where is Paris?", "Paris is the capital and largest city of France."),
+        ("How long is the Nile?", "The Nile is a major river flowing north through Egypt. " * 8),
+        ("Who?", UNICODE_TEXT),
+        ("What is the highest mountain?", "Mount Everest is the highest mountain above sea level."),
+    ]
+    batched = reader.read_pairs(pairs)
+    for (question, text), answer in zip(pairs, batched):
+        check_offsets(answer, text)
+        (alone,) = reader.read(question, [text])
+        assert (alone.start, alone.end) == (answer.start, answer.end)
+        assert alone.score == pytest.approx(answer.score, abs=1e-5)
+
+
+def test_a_model_that_is_not_a_reader_is_refused(tiny_cross_encoder):
+    with pytest.raises(ConfigError, match="not an extractive question-answering model"):
+        Reader.load(str(tiny_cross_encoder))
+
+
+def test_missing_reader_names_the_model_and_how_to_supply_it(tiny_index, tiny_cross_encoder):
+    from pipeline.qa import QAPipeline
+
+    with pytest.raises(ModelNotFoundError) as info:
+        QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader="nobody/no-such-reader")
+    message = str(info.value)
+    assert "nobody/no-such-reader" in message and "--reader PATH" in message
+    assert "QA_SEARCH_READER" in message and "--no-read" in message
+
+
+def test_reader_settings_come_from_the_environment():
+    assert PipelineConfig.from_env({"QA_SEARCH_READER": "/models/my-reader"}).reader == "/models/my-reader"
+    assert PipelineConfig().reader == "mrm8488/electra-base-finetuned-squadv1" and PipelineConfig().read
+
+
+# --------------------------------------------------------------------------- pipeline and CLI
+
+
+@pytest.fixture(scope="module")
+def capital_reader(tmp_path_factory, minilm_path):
+    """Marks "capital … France" (only the Paris passage of small_corpus holds both words)."""
+    return make_keyword_reader(tmp_path_factory.mktemp("kw-capital"), minilm_path, "capital", "France")
+
+
+@pytest.fixture(scope="module")
+def reading_pipeline(tiny_index, tiny_cross_encoder, capital_reader):
+    from pipeline.qa import QAPipeline
+
+    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="bm25")
+
+
+QUESTION = "What is the capital of France?"
+
+
+def test_pipeline_reads_answerable_hits_and_picks_the_best_answer(reading_pipeline):
+    result = reading_pipeline.search(QUESTION, threshold=0.0, top_k=4)
+    assert all(h.answerable for h in result.hits)
+    for hit in result.hits:
+        check_offsets(hit.answer, hit.text)
+    best = result.answer
+    assert best.id == "paris" and best.text == "capital and largest city of France"
+    paris = next(h for h in result.hits if h.id == best.id)
+    assert paris.text[best.start : best.end] == best.text
+    assert result.timings["read"] >= 0 and result.settings["reader"] == reading_pipeline.reader.name
+    assert result.to_dict()["answer"]["id"] == "paris"
+
+
+def test_pipeline_reads_only_answerable_hits(reading_pipeline):
+    nothing = reading_pipeline.search(QUESTION, threshold=1.0)
+    assert not nothing.answerable_hits
+    assert all(h.answer is None for h in nothing.hits) and nothing.answer is None
+    assert "read" not in nothing.timings
+    some = reading_pipeline.search(QUESTION, threshold=0.5)
+    for hit in some.hits:
+        assert (hit.answer is not None) == bool(hit.answerable)
+
+
+def test_pipeline_without_reranker_reads_the_top_three(reading_pipeline):
+    result = reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid")
+    assert [h.answer is not None for h in result.hits] == [True, True, True, False, False]
+    assert result.answer.id == "paris"
+
+
+def test_reader_switched_off_per_search_and_at_load(reading_pipeline, tiny_index, tiny_cross_encoder):
+    from pipeline.qa import QAPipeline
+
+    off = reading_pipeline.search(QUESTION, read=False, threshold=0.0)
+    assert off.answer is None and all(h.answer is None for h in off.hits)
+    assert "read" not in off.timings and off.settings["reader"] is None
+    unloaded = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False)
+    assert unloaded.reader is None
+    assert unloaded.search(QUESTION, threshold=0.0).answer is None
+    with pytest.raises(ConfigError, match="without a reader"):
+        unloaded.search(QUESTION, read=True)
+
+
+def test_cli_prints_the_answer_in_json_and_in_the_table(tiny_index, tiny_cross_encoder, capital_reader, capsys):
+    from pipeline.cli import main
+
+    common = ["search", QUESTION, "--index", str(tiny_index), "--reranker", str(tiny_cross_encoder),
+              "--reader", str(capital_reader), "--mode", "bm25", "--threshold", "0"]
+    assert main(common + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"]["text"] == "capital and largest city of France" and out["answer"]["id"] == "paris"
+    hit = next(h for h in out["hits"] if h["id"] == "paris")
+    assert hit["text"][hit["answer"]["start"] : hit["answer"]["end"]] == hit["answer"]["text"]
+    assert main(common) == 0
+    table = capsys.readouterr().out
+    assert "Answer: capital and largest city of France" in table
+    assert main(common + ["--no-read", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] is None and all(h["answer"] is None for h in out["hits"])
+
+
+# --------------------------------------------------------------------------- real weights
+
+
+@pytest.mark.slow
+def test_standin_reader_answers_the_super_bowl_question(standin_reader, squad_dev_path):
+    paragraph = json.loads(squad_dev_path.read_text(encoding="utf-8"))["data"][0]["paragraphs"][0]["context"]
+    (answer,) = Reader.load(str(standin_reader)).read(SUPER_BOWL_QUESTION, [paragraph])
+    assert answer.text == "Denver Broncos"
+    assert paragraph[answer.start : answer.end] == answer.text
+
+
+@pytest.mark.slow
+def test_end_to_end_best_answer_on_squad(tmp_path, squad_slice, minilm_path, standin_reranker, standin_reader):
+    from pipeline.index import build_index
+    from pipeline.qa import QAPipeline
+
+    build_index(squad_slice, tmp_path / "index", bi_encoder=str(minilm_path), progress=False)
+    qa = QAPipeline.load(tmp_path / "index", reranker=str(standin_reranker), reader=str(standin_reader))
+    result = qa.search(SUPER_BOWL_QUESTION, top_k=5)
+    assert result.answer is not None and result.answer.text == "Denver Broncos"
+    hit = next(h for h in result.hits if h.id == result.answer.id)
+    assert hit.answerable and hit.text[result.answer.start : result.answer.end] == "Denver Broncos"
