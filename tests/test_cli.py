@@ -11,7 +11,7 @@ def test_build_and_search_json(tmp_path, small_corpus, tiny_bi_encoder, tiny_cro
     assert main(["build", "--corpus", str(small_corpus), "--index", str(index), "--bi-encoder", str(tiny_bi_encoder), "-q"]) == 0
     out = capsys.readouterr().out
     assert "Built" in out and "6 passages" in out
-    code = main(["search", "capital of Germany", "--index", str(index), "--reranker", str(tiny_cross_encoder), "--json", "--top-k", "3"])
+    code = main(["search", "capital of Germany", "--index", str(index), "--reranker", str(tiny_cross_encoder), "--no-read", "--json", "--top-k", "3"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["query"] == "capital of Germany" and len(result["hits"]) == 3
@@ -21,7 +21,7 @@ def test_build_and_search_json(tmp_path, small_corpus, tiny_bi_encoder, tiny_cro
 
 
 def test_table_output(tiny_index, tiny_cross_encoder, capsys):
-    assert main(["search", "capital of Germany", "--index", str(tiny_index), "--no-rerank", "--mode", "bm25"]) == 0
+    assert main(["search", "capital of Germany", "--index", str(tiny_index), "--no-rerank", "--no-read", "--mode", "bm25"]) == 0
     out = capsys.readouterr().out
     assert "Germany" in out and "bm25" in out
 
@@ -32,7 +32,10 @@ def test_user_errors_exit_2_with_one_line(tmp_path, tiny_index, capsys):
     assert err.startswith("error: No index at") and "qa-search build" in err
     assert main(["search", "q", "--index", str(tiny_index)]) == 2
     assert "QA_SEARCH_RERANKER" in capsys.readouterr().err
-    assert main(["search", " ", "--index", str(tiny_index), "--no-rerank"]) == 2
+    assert main(["search", "q", "--index", str(tiny_index), "--no-rerank"]) == 2
+    err = capsys.readouterr().err
+    assert "QA_SEARCH_READER" in err and "--no-read" in err
+    assert main(["search", " ", "--index", str(tiny_index), "--no-rerank", "--no-read"]) == 2
     assert "empty" in capsys.readouterr().err
     assert main(["data", "fetch", "squad-dev", "--from", str(tmp_path / "nope.json"), "--dest", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
@@ -62,6 +65,6 @@ def test_cli_acceptance_on_full_squad_dev(tmp_path_factory, squad_dev_path, mini
     assert "from 2067 paragraphs" in capsys.readouterr().out
     runs = [["--mode", m, "--no-rerank"] for m in ("bm25", "dense", "hybrid")] + [["--reranker", str(standin_reranker)]]
     for extra in runs:
-        assert main(["search", SUPER_BOWL_QUESTION, "--index", str(index), "--json", *extra]) == 0
+        assert main(["search", SUPER_BOWL_QUESTION, "--index", str(index), "--json", "--no-read", *extra]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["hits"][0]["id"] == "Super_Bowl_50#0", extra

@@ -7,7 +7,7 @@ from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 
 @pytest.fixture(scope="module")
 def tiny_qa(tiny_index, tiny_cross_encoder):
-    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu")
+    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu")
 
 
 def test_search_result_shape_and_ranges(tiny_qa):
@@ -62,7 +62,7 @@ def test_search_many_matches_search(tiny_qa):
 
 
 def test_loading_without_reranker_and_missing_reranker(tiny_index):
-    qa = QAPipeline.load(tiny_index, rerank=False)
+    qa = QAPipeline.load(tiny_index, rerank=False, read=False)
     assert qa.reranker is None
     with pytest.raises(ConfigError, match="loaded without a reranker"):
         qa.search("capital", rerank=True)
@@ -74,7 +74,7 @@ def test_loading_without_reranker_and_missing_reranker(tiny_index):
 def test_real_minilm_ranks_super_bowl_paragraph_first(tmp_path_factory, squad_slice, minilm_path, standin_reranker):
     index = tmp_path_factory.mktemp("real") / "slice"
     build_index(squad_slice, index, bi_encoder=str(minilm_path), progress=False)
-    qa = QAPipeline.load(index, reranker=str(standin_reranker), device="cpu")
+    qa = QAPipeline.load(index, reranker=str(standin_reranker), read=False, device="cpu")
     for mode in ("bm25", "dense", "hybrid"):
         result = qa.search(SUPER_BOWL_QUESTION, mode=mode, rerank=False, top_k=5)
         assert result.hits[0].id == "Super_Bowl_50#0", mode
