@@ -33,7 +33,8 @@ def test_user_errors_exit_2_with_one_line(tmp_path, tiny_index, capsys):
     assert main(["search", "q", "--index", str(tiny_index), "--no-read"]) == 2
     assert "QA_SEARCH_RERANKER" in capsys.readouterr().err
     assert main(["search", "q", "--index", str(tiny_index), "--no-rerank"]) == 2
-    assert "QA_SEARCH_READER" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "QA_SEARCH_READER" in err and "--no-read" in err
     assert main(["search", " ", "--index", str(tiny_index), "--no-rerank", "--no-read"]) == 2
     assert "empty" in capsys.readouterr().err
     assert main(["data", "fetch", "squad-dev", "--from", str(tmp_path / "nope.json"), "--dest", str(tmp_path)]) == 2

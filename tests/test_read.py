@@ -233,3 +233,34 @@ def test_end_to_end_best_answer_on_squad(tmp_path, squad_slice, minilm_path, sta
     assert result.answer is not None and result.answer.text == "Denver Broncos"
     hit = next(h for h in result.hits if h.id == result.answer.id)
     assert hit.answerable and hit.text[result.answer.start : result.answer.end] == "Denver Broncos"
+
+
+# --------------------------------------------------------------------------- SQuAD metrics
+
+
+def test_squad_scores_use_the_official_normalisation_and_all_gold_answers():
+    from pipeline.squad_metrics import squad_scores
+
+    scores = squad_scores(["The Denver Broncos!", "Panthers", None], [["Denver Broncos"], ["x", "Carolina Panthers"], ["50"]])
+    assert scores.exact_match == pytest.approx(100 / 3, abs=0.01)
+    assert scores.f1 == pytest.approx((100 + 100 * 2 * 0.5 * 1 / 1.5) / 3, abs=0.01)  # F1 of 1 token in 2 gold tokens
+    assert scores.questions == 3 and scores.answered == 2
+    with pytest.raises(ConfigError, match="2 predictions for 1 questions"):
+        squad_scores(["a", "b"], [["a"]])
+
+
+def test_oracle_reads_each_gold_paragraph(zurich_reader):
+    from types import SimpleNamespace
+
+    from pipeline.squad_metrics import oracle_reader_metrics
+
+    questions = [
+        SimpleNamespace(text=UNICODE_QUESTION, context=UNICODE_TEXT, answers=["Zürich — café", "Zürich"]),
+        SimpleNamespace(text=UNICODE_QUESTION, context="Lunch in Zürich at a café.", answers=["a café"]),
+        SimpleNamespace(text="unscored", context="no gold answers", answers=[]),
+    ]
+    metrics = oracle_reader_metrics(Reader.load(str(zurich_reader)), questions)
+    # Second paragraph: the reader says "Zürich at a café"; gold "a café" -> normalised "cafe" vs "zurich at cafe".
+    assert metrics.questions == 2 and metrics.exact_match == 50.0
+    assert metrics.f1 == pytest.approx((100 + 100 * 2 * (1 / 3) / (1 / 3 + 1)) / 2, abs=0.01)
+    assert metrics.ms_per_question > 0
