@@ -243,3 +243,13 @@ def make_keyword_reader(directory: Path, minilm_path: Path, start_word: str, end
 def tiny_reader(tmp_path_factory, minilm_path) -> Path:
     """A tiny random ELECTRA extractive QA model (answers are arbitrary but valid spans)."""
     return make_tiny_reader(tmp_path_factory.mktemp("tiny-reader"), minilm_path)
+
+
+@pytest.fixture(scope="session")
+def squad_slice_index(tmp_path_factory, squad_slice, minilm_path) -> Path:
+    """An index of :func:`squad_slice` built with the real all-MiniLM-L6-v2 (about 250 paragraphs)."""
+    from pipeline.index import build_index
+
+    out = tmp_path_factory.mktemp("indexes") / "squad-slice"
+    build_index(squad_slice, out, bi_encoder=str(minilm_path), progress=False)
+    return out

@@ -1,0 +1,185 @@
+"""The Streamlit UI (app.py) driven with Streamlit's AppTest: states a person sees, from the real app script."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pipeline import PipelineConfig
+from pipeline.index import build_index
+
+from conftest import REPO, SUPER_BOWL_QUESTION
+
+APP = str(REPO / "app.py")
+TIMEOUT = 600  # seconds per script run: loading real weights on a busy 2-core machine
+HAS_READER = {"read", "reader"} <= {f.name for f in dataclasses.fields(PipelineConfig)}
+PAYLOADS = {
+    "script": "<script>alert(1)</script> The capital of Atlantis is Poseidonia.",
+    "img": '<img src=x onerror=alert(1)> Poseidonia is the capital of Atlantis, on the coast.',
+}
+
+
+def start(monkeypatch, index: Path, reranker: Path | str | None = None, **env: str) -> AppTest:
+    monkeypatch.setenv("QA_SEARCH_INDEX", str(index))
+    if reranker is not None:
+        monkeypatch.setenv("QA_SEARCH_RERANKER", str(reranker))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ask(at: AppTest, question: str) -> AppTest:
+    at.text_input(key="question").set_value(question)
+    next(b for b in at.button if b.label == "Search").click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def cards(at: AppTest) -> list[str]:
+    return [h.value for h in at.html if 'class="qa-card' in h.value]
+
+
+def card_id(card: str) -> str:
+    return card.split('data-id="', 1)[1].split('"', 1)[0]
+
+
+def answering_ids(at: AppTest) -> list[str]:
+    return [card_id(c) for c in cards(at) if "qa-card qa-yes" in c]
+
+
+# --------------------------------------------------------------------------- fast: tiny random models
+
+
+@pytest.fixture(scope="module")
+def payload_index(tmp_path_factory, tiny_bi_encoder) -> Path:
+    root = tmp_path_factory.mktemp("payload")
+    corpus = root / "payload.jsonl"
+    corpus.write_text("".join(json.dumps({"id": k, "title": f"<b>{k}</b>", "text": v}) + "\n" for k, v in PAYLOADS.items()))
+    out = root / "index"
+    build_index(corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
+    return out
+
+
+def test_missing_index_shows_how_to_build_it(monkeypatch, tmp_path):
+    at = start(monkeypatch, tmp_path / "no-such-index")
+    assert len(at.error) == 1
+    assert "No index at" in at.error[0].value and "no-such-index" in at.error[0].value
+    assert any("qa-search build --corpus PATH --index" in c.value for c in at.code)
+    assert not at.main.text_input  # no question box without an index
+
+
+def test_index_from_command_line_and_sidebar_picker(monkeypatch, tmp_path, tiny_index, tiny_cross_encoder):
+    # indexes/ under the working directory holds one built index; the app starts on a missing one.
+    (tmp_path / "indexes").mkdir()
+    (tmp_path / "indexes" / "small").symlink_to(tiny_index, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", "indexes/missing"])
+    at = start(monkeypatch, tmp_path / "ignored-because-argv-wins", tiny_cross_encoder)
+    assert "indexes/missing" in at.error[0].value
+    picker = at.selectbox(key="index")
+    assert picker.options == ["indexes/missing", "indexes/small"]
+    picker.set_value("indexes/small").run()
+    assert not at.error
+    assert any("6 passages" in c.value for c in at.caption)
+
+
+def test_missing_reranker_model_shows_its_message(monkeypatch, tiny_index):
+    at = start(monkeypatch, tiny_index, "no-such-org/no-such-reranker")
+    assert len(at.error) == 1 and "no-such-org/no-such-reranker" in at.error[0].value
+    # Switching the reranker off recovers without it.
+    at.toggle(key="rerank").set_value(False).run()
+    assert not at.error and at.text_input(key="question")
+
+
+def test_empty_and_too_long_questions_get_a_message(monkeypatch, tiny_index, tiny_cross_encoder):
+    at = start(monkeypatch, tiny_index, tiny_cross_encoder)
+    ask(at, "   ")
+    assert [w.value for w in at.warning] == ["The question is empty: type a question."]
+    assert not cards(at)
+    ask(at, "capital " * 400)
+    assert "the limit is 2,000" in at.warning[0].value
+    assert not cards(at)
+
+
+def test_reranker_off_shows_retrieval_order_without_verdicts(monkeypatch, tiny_index, tiny_cross_encoder):
+    at = start(monkeypatch, tiny_index, tiny_cross_encoder)
+    at.toggle(key="rerank").set_value(False).run()
+    ask(at, "What is the capital of Germany?")
+    assert "reranker is off" in at.info[0].value
+    shown = cards(at)
+    assert len(shown) == 6 and all("qa-badge\">retrieved" in c for c in shown)
+    assert "answer probability" not in "".join(shown)
+    assert "rerank" not in "".join(shown).split("qa-stages")[1]
+
+
+def test_html_payloads_in_paragraphs_and_titles_are_escaped(monkeypatch, payload_index, tiny_cross_encoder):
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, QA_SEARCH_THRESHOLD="0")
+    ask(at, "What is the capital of Atlantis?")
+    shown = "".join(cards(at))
+    assert len(cards(at)) == 2
+    assert "<script" not in shown and "<img" not in shown and "<b>script" not in shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+    assert "&lt;img src=x onerror=alert(1)&gt;" in shown
+    assert "&lt;b&gt;script&lt;/b&gt;" in shown  # the title too
+
+
+# --------------------------------------------------------------------------- slow: real MiniLM + stand-in reranker
+
+
+@pytest.mark.slow
+def test_gold_paragraph_first_and_repeat_is_cached(monkeypatch, squad_slice_index, standin_reranker):
+    at = start(monkeypatch, squad_slice_index, standin_reranker)
+    assert SUPER_BOWL_QUESTION in at.pills(key="example").options  # its gold paragraph is in this slice
+    ask(at, SUPER_BOWL_QUESTION)
+    assert answering_ids(at)[0] == "Super_Bowl_50#0"
+    first = cards(at)[0]
+    assert "<mark class=\"qa-term\">AFC</mark>" in first
+    for stage in ("BM25", "dense", "fused", "rerank"):
+        assert f"{stage} " in first.split('class="qa-stages"')[1]
+    probability = float(first.split("answer probability <b>")[1].split("<")[0])
+    assert 0.5 <= probability <= 1.0
+    timings = at.sidebar.html[0].value
+    assert "Rerank" in timings and "Total" in timings
+    # The same question again is answered from the cache: the very same timings come back.
+    ask(at, SUPER_BOWL_QUESTION)
+    assert at.sidebar.html[0].value == timings
+    assert answering_ids(at)[0] == "Super_Bowl_50#0"
+
+
+@pytest.mark.slow
+def test_example_pill_runs_its_search(monkeypatch, squad_slice_index, standin_reranker):
+    at = start(monkeypatch, squad_slice_index, standin_reranker)
+    at.pills(key="example").set_value(SUPER_BOWL_QUESTION).run()
+    assert at.text_input(key="question").value == SUPER_BOWL_QUESTION
+    assert answering_ids(at)[0] == "Super_Bowl_50#0"
+
+
+@pytest.mark.slow
+def test_no_paragraph_answers_at_threshold_one(monkeypatch, squad_slice_index, standin_reranker):
+    at = start(monkeypatch, squad_slice_index, standin_reranker)
+    at.slider(key="threshold").set_value(1.0).run()
+    ask(at, SUPER_BOWL_QUESTION)
+    assert [w.value for w in at.warning] == ["No paragraph in this collection answers this question."]
+    assert not answering_ids(at)
+    labels = [e.label for e in at.expander]
+    assert len(labels) == 10 and all(label.startswith("Does not answer") for label in labels)
+    assert cards(at)[0].count('data-id="Super_Bowl_50#0"') == 1  # the closest one is still offered, first
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_READER, reason="the reader stage (issue 9) is not in PipelineConfig yet")
+def test_best_answer_shown_and_marked_in_its_paragraph(monkeypatch, squad_slice_index, standin_reranker, standin_reader):
+    at = start(monkeypatch, squad_slice_index, standin_reranker, QA_SEARCH_READER=str(standin_reader))
+    ask(at, SUPER_BOWL_QUESTION)
+    best = next(h.value for h in at.html if "qa-best" in h.value)
+    assert "Denver Broncos" in best
+    assert '<mark class="qa-answer">Denver Broncos</mark>' in cards(at)[0]
