@@ -15,7 +15,6 @@ paragraph text is HTML-escaped before highlights are added
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -38,9 +37,6 @@ REPO = Path(__file__).resolve().parent
 INDEXES_DIR = Path("indexes")
 DEFAULT_INDEX = "indexes/squad-dev"
 INDEX_ENV = "QA_SEARCH_INDEX"
-CONFIG_FIELDS = {f.name for f in dataclasses.fields(PipelineConfig)}
-#: The reader stage (answer spans) exists once PipelineConfig has these settings.
-HAS_READER = {"read", "reader"} <= CONFIG_FIELDS
 
 #: Example questions for SQuAD v1.1 dev, each shown only when its gold paragraph is in the loaded index.
 SQUAD_EXAMPLES = {
@@ -81,6 +77,7 @@ CSS = """<style>
 .qa-timings{font-size:.85rem;width:100%;font-variant-numeric:tabular-nums;}
 .qa-timings td{padding:.05rem 0;border:none;}
 .qa-timings td:last-child{text-align:right;}
+[data-testid="InputInstructions"],[data-testid="stAppDeployButton"]{display:none;}
 </style>"""
 
 
@@ -116,14 +113,7 @@ def index_stamp(index: str) -> float:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_pipeline(index: str, stamp: float, reranker: str | None, reader: str | None) -> QAPipeline:
     """Open ``index`` with its models; ``None`` switches the reranker / reader off. Once per process and key."""
-    settings: dict = {"rerank": reranker is not None}
-    if reranker:
-        settings["reranker"] = reranker
-    if HAS_READER:
-        settings["read"] = reader is not None
-        if reader:
-            settings["reader"] = reader
-    return QAPipeline.load(index, **settings)
+    return QAPipeline.load(index, rerank=reranker is not None, reranker=reranker, read=reader is not None, reader=reader)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -290,19 +280,16 @@ def sidebar(defaults: PipelineConfig, first_index: str) -> dict:
         rerank = st.toggle("Rerank with a cross-encoder", value=defaults.rerank, key="rerank")
         reranker = st.text_input("Reranker model (name or path)", value=defaults.reranker, key="reranker",
                                  disabled=not rerank).strip()
-        read, reader = False, None
-        if HAS_READER:
-            read = st.toggle("Mark the answer (reader)", value=getattr(defaults, "read"), key="read")
-            reader = st.text_input("Reader model (name or path)", value=getattr(defaults, "reader"), key="reader",
-                                   disabled=not read).strip()
+        read = st.toggle("Mark the answer (reader)", value=defaults.read, key="read")
+        reader = st.text_input("Reader model (name or path)", value=defaults.reader, key="reader",
+                               disabled=not read).strip()
         st.subheader("Last search")
         latency = st.empty()
         latency.caption("No search yet.")
     reranker = reranker if rerank and reranker else None
     reader = reader if read and reader else None
-    search = {"mode": mode, "candidates": candidates, "top_k": top_k, "threshold": threshold, "rerank": bool(reranker)}
-    if HAS_READER:
-        search["read"] = bool(reader)
+    search = {"mode": mode, "candidates": candidates, "top_k": top_k, "threshold": threshold,
+              "rerank": bool(reranker), "read": bool(reader)}
     return {
         "index": index,
         "reranker": reranker,
@@ -341,8 +328,7 @@ def main() -> None:
 
     manifest = qa.index.manifest
     models = [f"bi-encoder {manifest.bi_encoder['name']}"]
-    if choice["reranker"]:
-        models.append(f"reranker {choice['reranker']}")
+    models += [f"{stage} {choice[stage]}" for stage in ("reranker", "reader") if choice[stage]]
     st.caption(escape_markdown(f"{Path(index).name} · {manifest.passages:,} passages · " + " · ".join(models)))
 
     with st.form("ask", border=False):

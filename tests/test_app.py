@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipeline import PipelineConfig
 from pipeline.index import build_index
 
 from conftest import REPO, SUPER_BOWL_QUESTION
 
 APP = str(REPO / "app.py")
 TIMEOUT = 600  # seconds per script run: loading real weights on a busy 2-core machine
-HAS_READER = {"read", "reader"} <= {f.name for f in dataclasses.fields(PipelineConfig)}
 PAYLOADS = {
     "script": "<script>alert(1)</script> The capital of Atlantis is Poseidonia.",
     "img": '<img src=x onerror=alert(1)> Poseidonia is the capital of Atlantis, on the coast.',
 }
 
 
-def start(monkeypatch, index: Path, reranker: Path | str | None = None, **env: str) -> AppTest:
+def start(monkeypatch, index: Path, reranker: Path | str | None = None, reader: Path | str | None = None,
+          **env: str) -> AppTest:
     monkeypatch.setenv("QA_SEARCH_INDEX", str(index))
     if reranker is not None:
         monkeypatch.setenv("QA_SEARCH_RERANKER", str(reranker))
+    if reader is not None:
+        monkeypatch.setenv("QA_SEARCH_READER", str(reader))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
@@ -77,13 +78,13 @@ def test_missing_index_shows_how_to_build_it(monkeypatch, tmp_path):
     assert not at.main.text_input  # no question box without an index
 
 
-def test_index_from_command_line_and_sidebar_picker(monkeypatch, tmp_path, tiny_index, tiny_cross_encoder):
+def test_index_from_command_line_and_sidebar_picker(monkeypatch, tmp_path, tiny_index, tiny_cross_encoder, tiny_reader):
     # indexes/ under the working directory holds one built index; the app starts on a missing one.
     (tmp_path / "indexes").mkdir()
     (tmp_path / "indexes" / "small").symlink_to(tiny_index, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["app.py", "--index", "indexes/missing"])
-    at = start(monkeypatch, tmp_path / "ignored-because-argv-wins", tiny_cross_encoder)
+    at = start(monkeypatch, tmp_path / "ignored-because-argv-wins", tiny_cross_encoder, tiny_reader)
     assert "indexes/missing" in at.error[0].value
     picker = at.selectbox(key="index")
     assert picker.options == ["indexes/missing", "indexes/small"]
@@ -92,16 +93,23 @@ def test_index_from_command_line_and_sidebar_picker(monkeypatch, tmp_path, tiny_
     assert any("6 passages" in c.value for c in at.caption)
 
 
-def test_missing_reranker_model_shows_its_message(monkeypatch, tiny_index):
-    at = start(monkeypatch, tiny_index, "no-such-org/no-such-reranker")
+def test_missing_reranker_model_shows_its_message(monkeypatch, tiny_index, tiny_reader):
+    at = start(monkeypatch, tiny_index, "no-such-org/no-such-reranker", tiny_reader)
     assert len(at.error) == 1 and "no-such-org/no-such-reranker" in at.error[0].value
     # Switching the reranker off recovers without it.
     at.toggle(key="rerank").set_value(False).run()
     assert not at.error and at.text_input(key="question")
 
 
-def test_empty_and_too_long_questions_get_a_message(monkeypatch, tiny_index, tiny_cross_encoder):
-    at = start(monkeypatch, tiny_index, tiny_cross_encoder)
+def test_missing_reader_model_shows_its_message(monkeypatch, tiny_index, tiny_cross_encoder):
+    at = start(monkeypatch, tiny_index, tiny_cross_encoder, "no-such-org/no-such-reader")
+    assert len(at.error) == 1 and "no-such-org/no-such-reader" in at.error[0].value
+    at.toggle(key="read").set_value(False).run()
+    assert not at.error and at.text_input(key="question")
+
+
+def test_empty_and_too_long_questions_get_a_message(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader):
+    at = start(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader)
     ask(at, "   ")
     assert [w.value for w in at.warning] == ["The question is empty: type a question."]
     assert not cards(at)
@@ -110,8 +118,8 @@ def test_empty_and_too_long_questions_get_a_message(monkeypatch, tiny_index, tin
     assert not cards(at)
 
 
-def test_reranker_off_shows_retrieval_order_without_verdicts(monkeypatch, tiny_index, tiny_cross_encoder):
-    at = start(monkeypatch, tiny_index, tiny_cross_encoder)
+def test_reranker_off_shows_retrieval_order_without_verdicts(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader):
+    at = start(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader)
     at.toggle(key="rerank").set_value(False).run()
     ask(at, "What is the capital of Germany?")
     assert "reranker is off" in at.info[0].value
@@ -121,10 +129,10 @@ def test_reranker_off_shows_retrieval_order_without_verdicts(monkeypatch, tiny_i
     assert "rerank" not in "".join(shown).split("qa-stages")[1]
 
 
-def test_html_payloads_in_paragraphs_and_titles_are_escaped(monkeypatch, payload_index, tiny_cross_encoder):
-    at = start(monkeypatch, payload_index, tiny_cross_encoder, QA_SEARCH_THRESHOLD="0")
+def test_html_payloads_in_paragraphs_and_titles_are_escaped(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader):
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_THRESHOLD="0")
     ask(at, "What is the capital of Atlantis?")
-    shown = "".join(cards(at))
+    shown = re.sub(r"</?mark[^>]*>", "", "".join(cards(at)))  # the random reader's answer marks cut the text
     assert len(cards(at)) == 2
     assert "<script" not in shown and "<img" not in shown and "<b>script" not in shown
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
@@ -136,8 +144,8 @@ def test_html_payloads_in_paragraphs_and_titles_are_escaped(monkeypatch, payload
 
 
 @pytest.mark.slow
-def test_gold_paragraph_first_and_repeat_is_cached(monkeypatch, squad_slice_index, standin_reranker):
-    at = start(monkeypatch, squad_slice_index, standin_reranker)
+def test_gold_paragraph_first_and_repeat_is_cached(monkeypatch, squad_slice_index, standin_reranker, standin_reader):
+    at = start(monkeypatch, squad_slice_index, standin_reranker, standin_reader)
     assert SUPER_BOWL_QUESTION in at.pills(key="example").options  # its gold paragraph is in this slice
     ask(at, SUPER_BOWL_QUESTION)
     assert answering_ids(at)[0] == "Super_Bowl_50#0"
@@ -156,16 +164,16 @@ def test_gold_paragraph_first_and_repeat_is_cached(monkeypatch, squad_slice_inde
 
 
 @pytest.mark.slow
-def test_example_pill_runs_its_search(monkeypatch, squad_slice_index, standin_reranker):
-    at = start(monkeypatch, squad_slice_index, standin_reranker)
+def test_example_pill_runs_its_search(monkeypatch, squad_slice_index, standin_reranker, standin_reader):
+    at = start(monkeypatch, squad_slice_index, standin_reranker, standin_reader)
     at.pills(key="example").set_value(SUPER_BOWL_QUESTION).run()
     assert at.text_input(key="question").value == SUPER_BOWL_QUESTION
     assert answering_ids(at)[0] == "Super_Bowl_50#0"
 
 
 @pytest.mark.slow
-def test_no_paragraph_answers_at_threshold_one(monkeypatch, squad_slice_index, standin_reranker):
-    at = start(monkeypatch, squad_slice_index, standin_reranker)
+def test_no_paragraph_answers_at_threshold_one(monkeypatch, squad_slice_index, standin_reranker, standin_reader):
+    at = start(monkeypatch, squad_slice_index, standin_reranker, standin_reader)
     at.slider(key="threshold").set_value(1.0).run()
     ask(at, SUPER_BOWL_QUESTION)
     assert [w.value for w in at.warning] == ["No paragraph in this collection answers this question."]
@@ -176,9 +184,8 @@ def test_no_paragraph_answers_at_threshold_one(monkeypatch, squad_slice_index, s
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_READER, reason="the reader stage (issue 9) is not in PipelineConfig yet")
 def test_best_answer_shown_and_marked_in_its_paragraph(monkeypatch, squad_slice_index, standin_reranker, standin_reader):
-    at = start(monkeypatch, squad_slice_index, standin_reranker, QA_SEARCH_READER=str(standin_reader))
+    at = start(monkeypatch, squad_slice_index, standin_reranker, standin_reader)
     ask(at, SUPER_BOWL_QUESTION)
     best = next(h.value for h in at.html if "qa-best" in h.value)
     assert "Denver Broncos" in best

@@ -13,7 +13,6 @@ QA_SEARCH_SCREENSHOT_INDEX to the index to show), e.g. for the README's picture:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -26,8 +25,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conftest import REPO, STANDIN_READER, SUPER_BOWL_QUESTION
-from pipeline import PipelineConfig
+from conftest import REPO, SUPER_BOWL_QUESTION
 from pipeline.index import build_index
 
 CHROMIUM = Path(os.environ.get("QA_SEARCH_CHROMIUM", "/usr/bin/chromium"))
@@ -35,7 +33,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-HAS_READER = {"read", "reader"} <= {f.name for f in dataclasses.fields(PipelineConfig)}
 LOAD_TIMEOUT_MS = 600_000  # first load of real weights on a busy 2-core machine
 
 pytestmark = [
@@ -105,22 +102,19 @@ def search(page, url: str, question: str) -> None:
     page.locator(".qa-card").first.wait_for(timeout=LOAD_TIMEOUT_MS)
 
 
-def test_super_bowl_question_shows_its_paragraph_first(browser, squad_slice_index, standin_reranker, tmp_path):
-    index = Path(os.environ.get("QA_SEARCH_SCREENSHOT_INDEX") or squad_slice_index).resolve()
-    env = {"QA_SEARCH_RERANKER": str(standin_reranker)}
-    with_reader = HAS_READER and STANDIN_READER.exists()
-    if with_reader:
-        env["QA_SEARCH_READER"] = str(STANDIN_READER)
-    with running_app(index, **env) as url:
+def test_super_bowl_question_shows_its_paragraph_first(browser, request, standin_reranker, standin_reader, tmp_path):
+    index = Path(os.environ.get("QA_SEARCH_SCREENSHOT_INDEX") or request.getfixturevalue("squad_slice_index"))
+    env = {"QA_SEARCH_RERANKER": str(standin_reranker), "QA_SEARCH_READER": str(standin_reader)}
+    with running_app(index.resolve(), **env) as url:
         page = browser.new_page(viewport={"width": 1100, "height": 1500})
         search(page, url, SUPER_BOWL_QUESTION)
         first = page.locator(".qa-card.qa-yes").first
         assert first.get_attribute("data-id") == "Super_Bowl_50#0"
         assert "Super Bowl 50 was an American football game" in first.inner_text()
         assert first.locator("mark.qa-term", has_text="AFC").count() >= 1
-        if with_reader:
-            assert first.locator("mark.qa-answer").first.inner_text() == "Denver Broncos"
-            assert "Denver Broncos" in page.locator(".qa-best-text").inner_text()
+        # The reader's answer: above the cards, and marked inside its paragraph.
+        assert page.locator(".qa-best-text").inner_text() == "Denver Broncos"
+        assert first.locator("mark.qa-answer").inner_text() == "Denver Broncos"
         page.get_by_text("Total").first.wait_for()  # per-stage latency in the sidebar
         shot = Path(os.environ.get("QA_SEARCH_SCREENSHOT") or tmp_path / "results.png")
         shot.parent.mkdir(parents=True, exist_ok=True)
@@ -148,9 +142,10 @@ def payload_index(tmp_path, tiny_bi_encoder) -> Path:
     return tmp_path / "index"
 
 
-def test_html_payload_paragraphs_render_as_text(browser, payload_index, tiny_cross_encoder):
+def test_html_payload_paragraphs_render_as_text(browser, payload_index, tiny_cross_encoder, tiny_reader):
     # Threshold 0: both paragraphs are shown as open cards whatever the random reranker says.
-    with running_app(payload_index, QA_SEARCH_RERANKER=str(tiny_cross_encoder), QA_SEARCH_THRESHOLD="0") as url:
+    env = {"QA_SEARCH_RERANKER": str(tiny_cross_encoder), "QA_SEARCH_READER": str(tiny_reader), "QA_SEARCH_THRESHOLD": "0"}
+    with running_app(payload_index, **env) as url:
         page = browser.new_page()
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
