@@ -62,7 +62,7 @@ $(INDEX)/manifest.json: data/dev-v1.1.json
 index: $(INDEX)/manifest.json
 
 demo: $(INDEX)/manifest.json
-	$(BIN)/streamlit run app.py -- --index $(INDEX)
+	$(BIN)/streamlit run app.py --browser.gatherUsageStats false -- --index $(INDEX)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
