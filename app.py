@@ -54,13 +54,14 @@ CSS = """<style>
 .qa-card{border:1px solid rgba(128,128,128,.28);border-radius:.7rem;padding:.85rem 1rem .7rem;margin:0 0 .8rem;}
 .qa-card.qa-yes{border-left:.3rem solid #1f9d55;}
 .qa-card.qa-no{border-left:.3rem solid rgba(128,128,128,.45);}
+.qa-card.qa-retrieved{border-left:.3rem solid #3b6fc4;}
 .qa-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:.2rem .6rem;margin-bottom:.35rem;}
 .qa-rank{font-size:.8rem;opacity:.6;}
 .qa-title{font-weight:650;font-size:1.05rem;}
 .qa-badge{font-size:.72rem;font-weight:600;letter-spacing:.03em;text-transform:uppercase;padding:.1rem .45rem;
  border-radius:1rem;}
 .qa-yes .qa-badge{background:rgba(31,157,85,.14);color:#1a7f45;}
-.qa-no .qa-badge{background:rgba(128,128,128,.15);}
+.qa-no .qa-badge,.qa-retrieved .qa-badge{background:rgba(128,128,128,.15);}
 .qa-prob{display:flex;align-items:center;gap:.6rem;margin:.15rem 0 .5rem;font-size:.85rem;}
 .qa-bar{flex:1 1 8rem;max-width:14rem;height:.45rem;border-radius:.3rem;background:rgba(128,128,128,.2);overflow:hidden;}
 .qa-bar>div{height:100%;background:#1f9d55;}
@@ -141,11 +142,10 @@ def stage_line(hit: Hit) -> str:
 
 def card_html(hit: Hit, position: int, question: str) -> str:
     """One result card. Every piece of hit text goes through :func:`escape` / :func:`highlight_html`."""
-    answers = hit.answerable is not False
-    css, badge = ("qa-yes", "answers") if hit.answerable else ("qa-no", "does not answer")
-    if hit.answerable is None:
-        css, badge = "qa-yes", "retrieved"
-    span = (hit.answer.start, hit.answer.end) if hit.answer is not None and answers else None
+    css, badge = {True: ("qa-yes", "answers"), False: ("qa-no", "does not answer"), None: ("qa-retrieved", "retrieved")}[
+        hit.answerable
+    ]
+    span = (hit.answer.start, hit.answer.end) if hit.answer is not None and hit.answerable is not False else None
     prob = ""
     if hit.probability is not None:
         pct = max(0.0, min(1.0, hit.probability)) * 100
