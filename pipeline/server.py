@@ -512,7 +512,7 @@ def create_app(
         out = result.to_dict()
         reranked = any(h.probability is not None for h in result.hits)
         out["answerable"] = bool(result.answerable_hits) if reranked else None
-        for name in ("index", "reranker", "bi_encoder"):
+        for name in ("index", "reranker", "bi_encoder", "reader"):
             if isinstance(out["settings"].get(name), str):
                 out["settings"][name] = public_name(out["settings"][name])
         return out
@@ -529,10 +529,9 @@ def serve(index: str, pipeline_options: Mapping[str, Any], settings: ServerSetti
     """Load the pipeline for ``index`` and serve it with Uvicorn until interrupted (``qa-search serve``)."""
     import uvicorn
 
-    if not settings.is_loopback():
-        if settings.api_key is None:
-            logger.warning("Listening on %s without an API key: anyone who can reach it can use it (set %s).",
-                           settings.host, API_KEY_ENV)
+    if not settings.is_loopback() and settings.api_key is None:
+        logger.warning("Listening on %s without an API key: anyone who can reach it can use it (set %s).",
+                       settings.host, API_KEY_ENV)
     pipeline = QAPipeline.load(index, **pipeline_options)
     app = create_app(pipeline, settings=settings)
     logger.info("Serving %s on http://%s:%d (batching %s)", index, settings.host, settings.port,

@@ -33,8 +33,8 @@ def reranker(tiny_cross_encoder) -> Reranker:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_index, tiny_cross_encoder) -> QAPipeline:
-    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu")
+def pipeline(tiny_index, tiny_cross_encoder, tiny_reader) -> QAPipeline:
+    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(tiny_reader), device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +128,17 @@ def test_search_matches_the_python_api(client, pipeline):
         assert got["probability"] == pytest.approx(want["probability"], abs=1e-5)
         assert got["answerable"] == (got["probability"] >= 0.5)
     assert body["answerable"] == any(h["answerable"] for h in body["hits"])
-    assert {"bm25", "rerank", "total"} <= set(body["timings"])
+    # the reader's spans flow through unchanged
+    assert [h["answer"] and h["answer"]["text"] for h in body["hits"]] == [
+        h["answer"] and h["answer"]["text"] for h in expected["hits"]
+    ]
+    assert (body["answer"] or {}).get("text") == (expected["answer"] or {}).get("text")
+    for hit in body["hits"]:
+        if hit["answer"]:
+            assert hit["text"][hit["answer"]["start"] : hit["answer"]["end"]] == hit["answer"]["text"]
     assert body["settings"]["mode"] == "bm25" and body["settings"]["top_k"] == 3
-    assert "/" not in body["settings"]["index"] and "/" not in body["settings"]["reranker"]  # no server paths
+    for name in ("index", "reranker", "reader", "bi_encoder"):
+        assert "/" not in body["settings"][name]  # no server paths
 
 
 def test_search_threshold_sets_answerable(client):
