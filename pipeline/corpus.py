@@ -254,7 +254,8 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _read_jsonl(path: Path) -> Iterator[_Record | BadRecord]:
+def _json_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]] | BadRecord]:
+    """Each non-blank line parsed as a JSON object, or a :class:`BadRecord` saying why it is not one."""
     for number, line in _json_lines(path):
         try:
             obj = json.loads(line)
@@ -264,6 +265,15 @@ def _read_jsonl(path: Path) -> Iterator[_Record | BadRecord]:
         if not isinstance(obj, dict):
             yield BadRecord(str(path), number, "expected a JSON object")
             continue
+        yield number, obj
+
+
+def _read_jsonl(path: Path) -> Iterator[_Record | BadRecord]:
+    for item in _json_objects(path):
+        if isinstance(item, BadRecord):
+            yield item
+            continue
+        number, obj = item
         text, title, rid = obj.get("text"), obj.get("title", ""), obj.get("id")
         if not isinstance(text, str):
             yield BadRecord(str(path), number, 'missing "text" string')
@@ -301,13 +311,12 @@ def _read_text_file(path: Path, root: Path) -> Iterator[_Record | BadRecord]:
 
 
 def _read_wikiextractor(path: Path) -> Iterator[_Record | BadRecord]:
-    for number, line in _json_lines(path):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield BadRecord(str(path), number, f"invalid JSON: {exc.msg}")
+    for item in _json_objects(path):
+        if isinstance(item, BadRecord):
+            yield item
             continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("text"), str) or obj.get("id") is None:
+        number, obj = item
+        if not isinstance(obj.get("text"), str) or obj.get("id") is None:
             yield BadRecord(str(path), number, 'expected an object with "id" and "text"')
             continue
         title = str(obj.get("title") or "")
