@@ -1,0 +1,399 @@
+"""qa-search eval / eval-reranker: metric plumbing on hand-made rankings, article filter, window dedup,
+SQuAD v2.0 unanswerable handling, QNLI pairs, outputs and CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import ConfigError, CorpusError
+from pipeline.evaluation import (
+    METRICS,
+    MissingGoldError,
+    TopHit,
+    answerability_metrics,
+    evaluate,
+    extend_ranking,
+    paragraph_ranking,
+    parse_modes,
+    retrieval_metrics,
+)
+from pipeline.pairs import read_pairs
+from pipeline.questions import load_questions, parse_articles, sample_questions
+from pipeline.results import Hit
+
+# --------------------------------------------------------------------------- hand-made data
+
+ARTICLES = [
+    ("France", [
+        ("Paris is the capital and largest city of France, on the river Seine.", [
+            ("q-paris", "What is the capital of France?", ["Paris"], False),
+            ("q-seine", "On which river is the capital city of France?", ["Seine", "the river Seine"], False),
+        ]),
+        ("The Eiffel Tower was completed in 1889 for the World's Fair in Paris.", [
+            ("q-eiffel", "When was the Eiffel Tower completed?", ["1889"], False),
+            ("q-eiffel-no", "Who painted the Eiffel Tower purple?", [], True),
+        ]),
+    ]),
+    ("Nile", [
+        ("The Nile is a major river flowing north through Egypt and Sudan.", [
+            ("q-nile", "Which direction does the Nile flow?", ["north"], False),
+            ("q-nile-no", "How many bridges cross the Amazon in Brazil?", [], True),
+        ]),
+    ]),
+    ("Everest", [
+        ("Mount Everest is the highest mountain above sea level, in the Himalayas.", [
+            ("q-everest", "What is the highest mountain above sea level?", ["Mount Everest"], False),
+        ]),
+    ]),
+]  # fmt: skip
+
+
+def squad_json(version: str = "v2.0") -> dict:
+    data = []
+    for title, paragraphs in ARTICLES:
+        paras = []
+        for context, qas in paragraphs:
+            items = []
+            for qid, question, answers, impossible in qas:
+                item = {
+                    "id": qid,
+                    "question": question,
+                    "answers": [{"text": a, "answer_start": context.find(a)} for a in answers],
+                }
+                if version == "v2.0":
+                    item["is_impossible"] = impossible
+                items.append(item)
+            paras.append({"context": context, "qas": items})
+        data.append({"title": title, "paragraphs": paras})
+    return {"version": version, "data": data}
+
+
+@pytest.fixture(scope="module")
+def squad_v2(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("v2") / "handmade-v2.json"
+    path.write_text(json.dumps(squad_json("v2.0")), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def squad_v2_index(tmp_path_factory, squad_v2, tiny_bi_encoder) -> Path:
+    from pipeline.index import build_index
+
+    out = tmp_path_factory.mktemp("v2-index") / "idx"
+    build_index(squad_v2, out, bi_encoder=str(tiny_bi_encoder), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def qa_v2(squad_v2_index, tiny_cross_encoder):
+    from pipeline.qa import QAPipeline
+
+    return QAPipeline.load(squad_v2_index, reranker=str(tiny_cross_encoder))
+
+
+def hit(pid: str, source: str) -> Hit:
+    return Hit(id=pid, title="", text="", source_id=source, answerable=None, probability=None)
+
+
+# --------------------------------------------------------------------------- metrics on known rankings
+
+
+def test_gold_at_rank_two_gives_mrr_half_and_recall_at_five():
+    scores = retrieval_metrics({"q": "b"}, {"q": ["a", "b", "c"]})
+    assert scores["mrr@10"] == pytest.approx(0.5)
+    assert scores["recall@1"] == 0.0
+    assert scores["recall@5"] == 1.0
+    assert scores["ndcg@10"] == pytest.approx(1 / math.log2(3))  # one relevant doc at rank 2; ideal DCG 1
+    assert set(scores) == set(METRICS)
+
+
+def test_metrics_average_over_questions_and_cut_at_k():
+    ranks = {"q1": ["g1"], "q2": [f"x{i}" for i in range(10)] + ["g2"], "q3": [], "q4": ["x", "x2", "x3", "g4"]}
+    golds = {"q1": "g1", "q2": "g2", "q3": "g3", "q4": "g4"}
+    scores = retrieval_metrics(golds, ranks)
+    # q1 rank 1; q2 rank 11 (outside MRR@10, inside R@20); q3 nothing retrieved; q4 rank 4.
+    assert scores["recall@1"] == pytest.approx(1 / 4)
+    assert scores["recall@5"] == pytest.approx(2 / 4)
+    assert scores["recall@10"] == pytest.approx(2 / 4)
+    assert scores["recall@20"] == pytest.approx(3 / 4)
+    assert scores["mrr@10"] == pytest.approx((1 + 0 + 0 + 1 / 4) / 4)
+    assert scores["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5)) / 4)
+
+
+def test_retrieval_metrics_needs_a_ranking_per_question():
+    with pytest.raises(ValueError, match="no ranking"):
+        retrieval_metrics({"q1": "a", "q2": "b"}, {"q1": ["a"]})
+
+
+def test_windows_of_one_paragraph_count_once_at_the_best_rank():
+    hits = [hit("A#0~w1", "A#0"), hit("A#0~w0", "A#0"), hit("B#3", "B#3"), hit("A#0~w2", "A#0"), hit("C#1", "C#1")]
+    assert paragraph_ranking(hits) == ["A#0", "B#3", "C#1"]
+    # Gold B#3 is the second paragraph, not the third passage.
+    assert retrieval_metrics({"q": "B#3"}, {"q": paragraph_ranking(hits)})["mrr@10"] == pytest.approx(0.5)
+
+
+def test_extend_ranking_keeps_head_order_then_new_tail_items():
+    assert extend_ranking(["c", "a"], ["a", "b", "c", "d"]) == ["c", "a", "b", "d"]
+
+
+def test_parse_modes_orders_and_rejects_unknown():
+    assert parse_modes("rerank, bm25") == ["bm25", "rerank"]
+    with pytest.raises(ConfigError, match="valid modes: bm25, dense, hybrid, rerank"):
+        parse_modes("bm25,splade")
+
+
+# --------------------------------------------------------------------------- answerability
+
+
+def test_answerability_precision_recall_and_best_threshold():
+    tops = [
+        TopHit("a", True, True, 0.9, True),  # flagged, right
+        TopHit("b", True, True, 0.4, False),  # right, not flagged
+        TopHit("c", True, False, 0.7, True),  # flagged, wrong paragraph
+        TopHit("d", True, False, 0.2, False),
+    ]
+    out, curve = answerability_metrics(tops, 0.5)
+    assert out["precision"] == pytest.approx(1 / 2)
+    assert out["recall"] == pytest.approx(1 / 2)
+    assert out["answered_correctly"] == pytest.approx(1 / 4)
+    assert out["top_is_gold"] == 2 and out["flagged"] == 2
+    # Threshold 0.4 flags a, c, b: precision 2/3, recall 1, F1 0.8 — the best possible here.
+    assert out["best_threshold"] == pytest.approx(0.4)
+    assert out["best_f1"] == pytest.approx(0.8)
+    assert out["false_answer_rate"] is None and out["auroc"] is None
+    assert len(curve["precision"]) == len(curve["recall"]) > 1
+
+
+def test_unanswerable_questions_give_false_answer_rate_and_auroc():
+    tops = [
+        TopHit("a", True, True, 0.9, True),
+        TopHit("b", True, False, 0.6, True),
+        TopHit("u1", False, False, 0.7, True),  # a false answer
+        TopHit("u2", False, False, 0.1, False),
+    ]
+    out, _ = answerability_metrics(tops, 0.5)
+    assert out["unanswerable_questions"] == 2
+    assert out["false_answer_rate"] == pytest.approx(1 / 2)
+    # Answerable 0.9, 0.6 vs unanswerable 0.7, 0.1: 3 of 4 pairs ordered right.
+    assert out["auroc"] == pytest.approx(3 / 4)
+    assert out["precision"] == pytest.approx(1 / 3)  # the flagged unanswerable top is a false positive
+
+
+# --------------------------------------------------------------------------- questions
+
+
+def test_article_ranges():
+    assert parse_articles("24-26,30") == [24, 25, 26, 30]
+    assert parse_articles(None) is None
+    for bad in ("24-", "b-c", "30-24"):
+        with pytest.raises(ConfigError):
+            parse_articles(bad)
+
+
+def test_load_questions_filters_by_article_and_reads_v2_flags(squad_v2):
+    everything = load_questions(squad_v2)
+    assert len(everything) == 7
+    nile = load_questions(squad_v2, "1-2")
+    assert [q.id for q in nile] == ["q-nile", "q-nile-no", "q-everest"]
+    assert nile[0].gold_id == "Nile#0" and nile[0].answerable and not nile[1].answerable
+    assert {q.article for q in nile} == {1, 2}
+    with pytest.raises(ConfigError, match="has articles 0-2; asked for 3 and 2 more"):
+        load_questions(squad_v2, "1-5")
+
+
+def test_sample_is_fixed_by_seed_and_keeps_file_order(squad_v2):
+    qs = load_questions(squad_v2)
+    a, b = sample_questions(qs, 3, seed=7), sample_questions(qs, 3, seed=7)
+    assert [q.id for q in a] == [q.id for q in b]
+    assert [qs.index(q) for q in a] == sorted(qs.index(q) for q in a)
+    assert sample_questions(qs, 100) == qs
+
+
+def test_load_questions_rejects_non_squad(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"rows": []}')
+    with pytest.raises(CorpusError, match='"data" list'):
+        load_questions(bad)
+
+
+# --------------------------------------------------------------------------- evaluate on a tiny index
+
+
+def test_evaluate_v2_file_separates_unanswerable_questions(qa_v2, squad_v2):
+    questions = load_questions(squad_v2)
+    result = evaluate(qa_v2, questions, candidates=3, progress=False)
+    assert result.config["answerable_questions"] == 5
+    assert result.config["unanswerable_questions"] == 2
+    # BM25 finds each of these lexical questions' paragraph first.
+    assert result.modes["bm25"]["recall@1"] == 1.0
+    # The reranker reorders the hybrid top 3 only: Recall@k for k >= 3 is the hybrid figure.
+    for k in (5, 10, 20, 100):
+        assert result.modes["rerank"][f"recall@{k}"] == result.modes["hybrid"][f"recall@{k}"]
+    ans = result.answerability
+    assert ans["questions"] == 7 and ans["unanswerable_questions"] == 2
+    assert 0.0 <= ans["false_answer_rate"] <= 1.0
+    assert 0.0 <= ans["auroc"] <= 1.0
+
+
+@pytest.mark.parametrize("threshold, rate", [(0.0, 1.0), (1.0, 0.0)])
+def test_false_answer_rate_follows_the_threshold(qa_v2, squad_v2, threshold, rate):
+    qa = type(qa_v2)(qa_v2.index, encoder=qa_v2.encoder, reranker=qa_v2.reranker, config=qa_v2.config.replace(threshold=threshold))
+    result = evaluate(qa, load_questions(squad_v2), modes=["rerank"], candidates=3, progress=False)
+    assert list(result.modes) == ["rerank"]
+    assert result.answerability["false_answer_rate"] == rate
+
+
+def test_gold_outside_the_index_is_an_error_or_counted(tiny_index, tiny_cross_encoder, squad_v2):
+    from pipeline.qa import QAPipeline
+
+    qa = QAPipeline.load(tiny_index, rerank=False)
+    with pytest.raises(MissingGoldError, match="5 question"):
+        evaluate(qa, load_questions(squad_v2), modes=["bm25"], progress=False)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _eval_args(index: Path, questions: Path, reranker: Path, *extra: str) -> list[str]:
+    return ["eval", "--index", str(index), "--questions", str(questions), "--reranker", str(reranker), "-q", *extra]
+
+
+def test_cli_eval_writes_report_metrics_and_plot(squad_v2_index, squad_v2, tiny_cross_encoder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(_eval_args(squad_v2_index, squad_v2, tiny_cross_encoder, "--candidates", "3", "--out", str(out)))
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| bm25 |" in printed and "| rerank |" in printed and "false-answer rate" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"modes", "answerability", "config"}
+    assert list(metrics["modes"]) == ["bm25", "dense", "hybrid", "rerank"]
+    for scores in metrics["modes"].values():
+        assert set(scores) == {"recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "ndcg@10"}
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
+    cfg = metrics["config"]
+    assert cfg["candidates"] == 3 and cfg["questions"] == 7 and cfg["reranker"]
+    assert cfg["versions"]["ranx"] and cfg["versions"]["python"]
+    assert (out / "report.md").read_text().startswith("## Retrieval")
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_eval_articles_and_sample(squad_v2_index, squad_v2, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["eval", "--index", str(squad_v2_index), "--questions", str(squad_v2), "--modes", "bm25", "-q",
+            "--articles", "0", "--sample", "2", "--seed", "3", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    cfg = json.loads((out / "metrics.json").read_text())["config"]
+    assert cfg["articles"] == "0" and cfg["sample"] == 2 and cfg["seed"] == 3
+    assert cfg["questions"] == 2 and cfg["reranker"] is None
+    assert json.loads((out / "metrics.json").read_text())["answerability"] is None
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--modes", "bm25,colbert"], "valid modes"),
+        (["--articles", "7-9"], "asked for 7"),
+        (["--articles", "x"], "Bad article range"),
+        (["--modes", "rerank", "--no-rerank"], "needs a reranker"),
+    ],
+)
+def test_cli_eval_errors_exit_2_with_a_message(squad_v2_index, squad_v2, extra, message, capsys):
+    args = ["eval", "--index", str(squad_v2_index), "--questions", str(squad_v2), "-q", *extra]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_eval_missing_gold_exits_2_unless_allowed(tiny_index, squad_v2, capsys):
+    args = ["eval", "--index", str(tiny_index), "--questions", str(squad_v2), "--modes", "bm25", "-q"]
+    assert main(args) == 2
+    assert "--allow-missing" in capsys.readouterr().err
+    assert main([*args, "--allow-missing"]) == 2  # nothing left to evaluate
+    assert "None of the chosen questions" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- eval-reranker
+
+TSV = (
+    "index\tquestion\tsentence\tlabel\n"
+    "0\tWhat is the capital of France?\tParis is the capital of France.\tentailment\n"
+    '1\tWhat is the capital of France?\t"Quoted" start, and a stray " quote.\tnot_entailment\n'
+    "2\tWhich river flows through Egypt?\tThe Nile flows north through Egypt.\tentailment\n"
+    "3\tWhich river flows through Egypt?\tMount Everest is very high.\tnot_entailment\n"
+    "4\tWho wrote Hamlet?\tShakespeare wrote Hamlet.\tentailment\n"
+)
+
+
+def test_read_pairs_keeps_quotes_and_applies_filters(tmp_path):
+    path = tmp_path / "qnli.tsv"
+    path.write_text(TSV, encoding="utf-8")
+    pairs = read_pairs(path)
+    assert len(pairs) == 5 and pairs[1].sentence == '"Quoted" start, and a stray " quote.'
+    assert [p.label for p in pairs] == [1, 0, 1, 0, 1]
+    assert len(read_pairs(path, limit=2)) == 2
+    assert [p.line for p in read_pairs(path, questions={"Who wrote Hamlet?"})] == [6]
+
+
+def test_read_pairs_errors_name_the_line(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text(TSV + "5\tonly two\tfields-and-label-missing\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad.tsv:7: expected 4 tab-separated fields, got 3"):
+        read_pairs(path)
+    path.write_text(TSV.replace("\tentailment\n", "\tyes\n", 1), encoding="utf-8")
+    with pytest.raises(CorpusError, match=r":2: unknown label 'yes'"):
+        read_pairs(path)
+
+
+@pytest.mark.parametrize("threshold, accuracy", [(0.0, 3 / 5), (1.0, 2 / 5)])
+def test_cli_eval_reranker_accuracy_at_extreme_thresholds(tmp_path, tiny_cross_encoder, capsys, threshold, accuracy):
+    path = tmp_path / "qnli.tsv"
+    path.write_text(TSV, encoding="utf-8")
+    code = main(["eval-reranker", "--pairs", str(path), "--reranker", str(tiny_cross_encoder), "--threshold", str(threshold), "--json", "-q"])
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out)
+    # Threshold 0 calls every pair entailment (3 of 5 are); threshold 1 calls none.
+    assert figures["pairs"] == 5 and figures["accuracy"] == pytest.approx(accuracy)
+    assert figures["f1"] == pytest.approx(0.75 if threshold == 0.0 else 0.0)
+    assert 0.0 <= figures["auroc"] <= 1.0
+
+
+def test_cli_eval_reranker_article_filter_and_errors(tmp_path, tiny_cross_encoder, squad_v2, capsys):
+    path = tmp_path / "qnli.tsv"
+    path.write_text(TSV, encoding="utf-8")
+    base = ["eval-reranker", "--pairs", str(path), "--reranker", str(tiny_cross_encoder), "-q"]
+    assert main([*base, "--questions", str(squad_v2), "--articles", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"] == 2  # the two France questions
+    assert main([*base, "--articles", "0"]) == 2
+    assert "--articles needs --questions" in capsys.readouterr().err
+    assert main([*base, "--limit", "0"]) == 2
+    assert main(["eval-reranker", "--pairs", str(tmp_path / "none.tsv"), "-q"]) == 2
+    assert "no such pairs file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the real stand-in
+
+
+@pytest.mark.slow
+def test_standin_reranks_held_out_questions(squad_dev_path, standin_reranker, minilm_path, tmp_path):
+    from pipeline.index import build_index
+    from pipeline.qa import QAPipeline
+
+    # Articles 24-25 of SQuAD dev as their own small index (held-out for the stand-in).
+    data = json.loads(squad_dev_path.read_text(encoding="utf-8"))
+    subset = tmp_path / "heldout.json"
+    subset.write_text(json.dumps({"version": "1.1", "data": data["data"][24:26]}), encoding="utf-8")
+    build_index(subset, tmp_path / "idx", bi_encoder=str(minilm_path), progress=False)
+    qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker))
+    questions = sample_questions(load_questions(subset), 24, seed=0)
+    result = evaluate(qa, questions, candidates=10, progress=False)
+    assert result.config["answerable_questions"] == 24
+    for mode in ("bm25", "dense", "hybrid", "rerank"):
+        assert result.modes[mode]["recall@10"] >= 0.5
+    assert result.modes["rerank"]["recall@10"] == result.modes["hybrid"]["recall@10"]
+    # A trained reranker puts the gold paragraph first more often than chance among 10 candidates.
+    assert result.modes["rerank"]["recall@1"] > 0.3
+    assert result.answerability["top_is_gold"] >= 8
