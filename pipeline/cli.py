@@ -118,7 +118,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     """Options every command that loads a :class:`QAPipeline` shares."""
     parser.add_argument("--index", default="indexes/squad-dev", metavar="DIR", help="index directory (default indexes/squad-dev)")
     parser.add_argument("--mode", choices=_choices(RetrievalMode), help="retrieval mode (default hybrid)")
-    parser.add_argument("--fusion", choices=_choices(FusionMethod), help="hybrid fusion (default rrf)")
+    parser.add_argument("--fusion", choices=_choices(FusionMethod), help="hybrid fusion (default weighted)")
     parser.add_argument("--reranker", metavar="NAME|PATH", help="cross-encoder (default $QA_SEARCH_RERANKER or cross-encoder/qnli-electra-base)")
     parser.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
     parser.add_argument("--reader", metavar="NAME|PATH", help=f"extractive QA model that marks the answer (default $QA_SEARCH_READER or {DEFAULT_READER})")
@@ -323,7 +323,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)} (default all)")
     ev.add_argument("--sample", type=int, metavar="N", help="evaluate a fixed random sample of N questions (same for every mode)")
     ev.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    ev.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.5)")
+    ev.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.4)")
     ev.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
     ev.add_argument("--batch-size", type=int, default=32, help="questions searched per batch (default 32)")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and count) questions whose gold paragraph is not in the index")
