@@ -274,6 +274,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
     settings = pipeline_settings(args)
     settings.update(dense_weight=args.dense_weight, rrf_k=args.rrf_k)
+    read = bool(args.reader) and not args.no_read
+    settings["read"] = read  # reader figures only when a reader is named: --reader NAME|PATH
     if "rerank" not in modes:
         settings["rerank"] = False  # no need to load a cross-encoder
     qa = QAPipeline.load(args.index, **settings)
@@ -284,6 +286,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         batch_size=args.batch_size,
         allow_missing=args.allow_missing,
+        read=read,
         progress=not args.quiet,
     )
     cfg = qa.config
@@ -296,6 +299,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seed=args.seed if args.sample else None,
         bi_encoder=qa.encoder.name if qa.encoder else None,
         reranker=qa.reranker.name if qa.reranker else None,
+        reader=qa.reader.name if qa.reader else None,
         threshold=cfg.threshold,
         fusion=cfg.fusion.value,
         rrf_k=cfg.rrf_k,

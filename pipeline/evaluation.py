@@ -221,6 +221,7 @@ def evaluate(
     candidates: int | None = None,
     batch_size: int = 32,
     allow_missing: bool = False,
+    read: bool = False,
     progress: bool = True,
 ) -> EvalResult:
     """Run every mode over ``questions`` and measure it.
@@ -232,11 +233,17 @@ def evaluate(
             pipeline's ``candidates``).
         allow_missing: count and report questions whose gold paragraph is not
             in the index instead of raising :class:`MissingGoldError`.
+        read: also measure the pipeline's reader (exact match / F1): end to
+            end (the best answer of the reranked search, reading the answerable
+            hits among the ``candidates``) and oracle (the reader on the gold
+            paragraph alone).
     """
     modes = parse_modes(modes)
     candidates = candidates or qa.config.candidates
     if "rerank" in modes and qa.reranker is None:
         raise ConfigError("The rerank mode needs a reranker; load the pipeline with one, or leave rerank out of --modes.")
+    if read and (qa.reader is None or "rerank" not in modes):
+        raise ConfigError("Reader figures need a reader (--reader NAME|PATH) and the rerank mode in --modes.")
     golds, missing = gold_paragraphs(qa.index, questions)
     if missing and not allow_missing:
         example = missing[0]
@@ -251,6 +258,7 @@ def evaluate(
     rankings: dict[str, dict[str, list[str]]] = {m: {} for m in modes}
     seconds = dict.fromkeys(modes, 0.0)
     tops: list[TopHit] = []
+    predictions: dict[str, str | None] = {}
     retrieval = [m for m in modes if m != "rerank"]
     if "rerank" in modes and "hybrid" not in retrieval:
         retrieval.append("hybrid")  # the reranked list continues with the hybrid ranks
@@ -259,15 +267,18 @@ def evaluate(
         texts = [q.text for q in batch]
         for mode in retrieval:
             start = time.perf_counter()
-            results = qa.search_many(texts, mode=mode, rerank=False, top_k=DEPTH)
+            results = qa.search_many(texts, mode=mode, rerank=False, read=False, top_k=DEPTH)
             seconds[mode] = seconds.get(mode, 0.0) + time.perf_counter() - start
             for q, result in zip(batch, results):
                 rankings.setdefault(mode, {})[q.id] = paragraph_ranking(result.hits)
         if "rerank" in modes:
             start = time.perf_counter()
-            results = qa.search_many(texts, mode="hybrid", rerank=True, candidates=candidates, top_k=candidates)
+            results = qa.search_many(
+                texts, mode="hybrid", rerank=True, read=read, candidates=candidates, top_k=candidates
+            )
             seconds["rerank"] += time.perf_counter() - start
             for q, result in zip(batch, results):
+                predictions[q.id] = result.answer.text if result.answer else None
                 rankings["rerank"][q.id] = extend_ranking(paragraph_ranking(result.hits), rankings["hybrid"][q.id])
                 tops.append(_top_hit(q, result, golds.get(q.id), qa.config.threshold))
         bar.update(len(batch))
@@ -276,6 +287,10 @@ def evaluate(
     answerability, curve = (None, {})
     if tops:
         answerability, curve = answerability_metrics(tops, qa.config.threshold)
+    reader_figures = None
+    if read:
+        logger.info("Reading the gold paragraphs (oracle)")
+        reader_figures = reader_metrics(qa.reader, [q for q in kept if q.id in golds], predictions)
     config = {
         "questions": len(kept),
         "answerable_questions": len(golds),
@@ -287,7 +302,20 @@ def evaluate(
         "depth": DEPTH,
         "seconds": {m: round(s, 2) for m, s in seconds.items() if m in modes},
     }
-    return EvalResult(modes=per_mode, answerability=answerability, config=config, pr_curve=curve)
+    return EvalResult(modes=per_mode, answerability=answerability, config=config, pr_curve=curve, reader=reader_figures)
+
+
+def reader_metrics(reader, questions: Sequence[Question], predictions: dict[str, str | None]) -> dict[str, Any]:
+    """SQuAD exact match / F1 (fractions 0..1) of the pipeline's best answers and of the reader on the gold paragraphs."""
+    from .squad_metrics import oracle_reader_metrics, squad_scores
+
+    scored = [q for q in questions if q.answerable and q.answers]
+    end_to_end = squad_scores([predictions.get(q.id) for q in scored], [q.answers for q in scored]).to_dict()
+    oracle = oracle_reader_metrics(reader, scored).to_dict()
+    for figures in (end_to_end, oracle):
+        figures["exact_match"] = round(figures["exact_match"] / 100.0, 4)
+        figures["f1"] = round(figures["f1"] / 100.0, 4)
+    return {"model": reader.name, "end_to_end": end_to_end, "oracle": oracle}
 
 
 def _top_hit(question: Question, result: SearchResult, gold: str | None, threshold: float) -> TopHit:
