@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args(argv)
 
-    qa = QAPipeline.load(args.index, reranker=args.reranker, candidates=args.candidates)
+    qa = QAPipeline.load(args.index, reranker=args.reranker, candidates=args.candidates, read=False)
     questions = [q.text for q in sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)]
     runs = {
         "bm25 only": dict(mode="bm25", rerank=False),

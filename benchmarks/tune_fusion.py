@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args(argv)
 
-    qa = QAPipeline.load(args.index, rerank=False)
+    qa = QAPipeline.load(args.index, rerank=False, read=False)
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
     golds, missing = gold_paragraphs(qa.index, questions)
     questions = [q for q in questions if q.id in golds]

@@ -93,7 +93,7 @@ def squad_v2_index(tmp_path_factory, squad_v2, tiny_bi_encoder) -> Path:
 def qa_v2(squad_v2_index, tiny_cross_encoder):
     from pipeline.qa import QAPipeline
 
-    return QAPipeline.load(squad_v2_index, reranker=str(tiny_cross_encoder))
+    return QAPipeline.load(squad_v2_index, reranker=str(tiny_cross_encoder), read=False)
 
 
 def hit(pid: str, source: str) -> Hit:
@@ -251,7 +251,7 @@ def test_false_answer_rate_follows_the_threshold(qa_v2, squad_v2, threshold, rat
 def test_gold_outside_the_index_is_an_error_or_counted(tiny_index, tiny_cross_encoder, squad_v2):
     from pipeline.qa import QAPipeline
 
-    qa = QAPipeline.load(tiny_index, rerank=False)
+    qa = QAPipeline.load(tiny_index, rerank=False, read=False)
     with pytest.raises(MissingGoldError, match="5 question"):
         evaluate(qa, load_questions(squad_v2), modes=["bm25"], progress=False)
 
@@ -314,6 +314,33 @@ def test_cli_eval_missing_gold_exits_2_unless_allowed(tiny_index, squad_v2, caps
     assert "--allow-missing" in capsys.readouterr().err
     assert main([*args, "--allow-missing"]) == 2  # nothing left to evaluate
     assert "None of the chosen questions" in capsys.readouterr().err
+
+
+def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cross_encoder, minilm_path, tmp_path, capsys):
+    from conftest import make_keyword_reader
+
+    # A deterministic reader that answers "Paris" wherever the word occurs.
+    reader = make_keyword_reader(tmp_path / "paris-reader", minilm_path, "Paris", "Paris")
+    out = tmp_path / "out"
+    args = _eval_args(squad_v2_index, squad_v2, tiny_cross_encoder, "--articles", "0", "--candidates", "3",
+                      "--reader", str(reader), "--out", str(out))  # fmt: skip
+    assert main(args) == 0
+    assert "## Reader" in capsys.readouterr().out
+    figures = json.loads((out / "metrics.json").read_text())["reader"]
+    assert figures["model"] == str(reader)
+    # Oracle on the gold paragraphs: "Paris" is right for q-paris only (not "Seine", not "1889");
+    # the unanswerable q-eiffel-no is not scored.
+    assert figures["oracle"]["questions"] == 3
+    assert figures["oracle"]["exact_match"] == pytest.approx(1 / 3, abs=1e-4)
+    assert figures["oracle"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert figures["end_to_end"]["questions"] == 3
+    assert 0.0 <= figures["end_to_end"]["exact_match"] <= figures["end_to_end"]["f1"] <= 1.0
+
+
+def test_cli_eval_reader_needs_the_rerank_mode(squad_v2_index, squad_v2, tiny_cross_encoder, tiny_reader, capsys):
+    args = _eval_args(squad_v2_index, squad_v2, tiny_cross_encoder, "--modes", "bm25", "--reader", str(tiny_reader))
+    assert main(args) == 2
+    assert "rerank mode" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- eval-reranker
@@ -387,7 +414,7 @@ def test_standin_reranks_held_out_questions(squad_dev_path, standin_reranker, mi
     subset = tmp_path / "heldout.json"
     subset.write_text(json.dumps({"version": "1.1", "data": data["data"][24:26]}), encoding="utf-8")
     build_index(subset, tmp_path / "idx", bi_encoder=str(minilm_path), progress=False)
-    qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker))
+    qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker), read=False)
     questions = sample_questions(load_questions(subset), 24, seed=0)
     result = evaluate(qa, questions, candidates=10, progress=False)
     assert result.config["answerable_questions"] == 24
