@@ -273,7 +273,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes)
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
     settings = pipeline_settings(args)
-    settings.update(dense_weight=args.dense_weight, rrf_k=args.rrf_k)
+    settings.update(dense_weight=args.dense_weight, rrf_k=args.rrf_k, rerank_weight=args.rerank_weight)
     read = bool(args.reader) and not args.no_read
     settings["read"] = read  # reader figures only when a reader is named: --reader NAME|PATH
     if "rerank" not in modes:
@@ -304,6 +304,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         fusion=cfg.fusion.value,
         rrf_k=cfg.rrf_k,
         dense_weight=cfg.dense_weight,
+        rerank_weight=cfg.rerank_weight,
     )
     print(markdown_report(result))
     if args.out:
@@ -329,6 +330,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     ev.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.4)")
     ev.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
+    ev.add_argument("--rerank-weight", type=float, help="weight of the reranker probability against the fused score (default 0.5)")
     ev.add_argument("--batch-size", type=int, default=32, help="questions searched per batch (default 32)")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and count) questions whose gold paragraph is not in the index")
     ev.add_argument("--out", metavar="DIR", help="write report.md, metrics.json and plot.png here")

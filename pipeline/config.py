@@ -102,6 +102,13 @@ class PipelineConfig:
         rrf_k: the ``k`` constant of reciprocal rank fusion.
         dense_weight: weight of the dense scores in weighted fusion (0..1).
         candidates: how many fused candidates the reranker scores.
+        rerank_weight: the reranked order is by ``rerank_weight * probability
+            + (1 - rerank_weight) * fused score`` (fused scores min-max
+            normalised over the question's candidates); 1.0 is the reranker
+            alone. 0.5 is best on the tune articles and beats both the reranker
+            alone and the hybrid order on held-out articles with the stand-in
+            reranker (docs/evaluation.md). ``answerable`` still comes from the
+            probability alone.
         top_k: how many hits a search returns.
         threshold: reranker probability at which a paragraph counts as
             answering the question.
@@ -123,6 +130,7 @@ class PipelineConfig:
     rrf_k: int = 60
     dense_weight: float = 0.4
     candidates: int = 50
+    rerank_weight: float = 0.5
     top_k: int = 10
     threshold: float = 0.5
     max_query_chars: int = 2000
@@ -140,8 +148,9 @@ class PipelineConfig:
         """Raise :class:`ConfigError` for values no search can use."""
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}.")
-        if not 0.0 <= float(self.dense_weight) <= 1.0:
-            raise ConfigError(f"dense_weight must be between 0 and 1, got {self.dense_weight}.")
+        for name in ("dense_weight", "rerank_weight"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
         for name in ("candidates", "top_k", "rrf_k", "batch_size", "max_query_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

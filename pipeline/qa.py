@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from .config import PipelineConfig, RetrievalMode
 from .encoder import BiEncoder
 from .errors import ConfigError, ModelNotFoundError, QueryError
+from .fusion import min_max
 from .index import SearchIndex
 from .read import Reader
 from .rerank import Reranker
@@ -213,7 +214,9 @@ class QAPipeline:
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: PipelineConfig) -> list[Hit]:
         order = list(range(len(cands)))
         if probs is not None:
-            order.sort(key=lambda i: (-probs[i], cands[i].ranks["fused"]))
+            w = cfg.rerank_weight
+            fused = min_max([(i, c.scores["fused"]) for i, c in enumerate(cands)])
+            order.sort(key=lambda i: (-(w * probs[i] + (1.0 - w) * fused[i]), cands[i].ranks["fused"]))
         hits = []
         for rank, i in enumerate(order[: cfg.top_k], start=1):
             cand, passage = cands[i], self.index.passages[cands[i].position]

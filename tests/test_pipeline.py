@@ -12,7 +12,7 @@ def tiny_qa(tiny_index, tiny_cross_encoder):
 
 
 def test_search_result_shape_and_ranges(tiny_qa):
-    result = tiny_qa.search("What is the capital of Germany?", top_k=4, candidates=6)
+    result = tiny_qa.search("What is the capital of Germany?", top_k=4, candidates=6, rerank_weight=1.0)
     assert len(result.hits) == 4
     probs = [h.probability for h in result.hits]
     assert probs == sorted(probs, reverse=True)
@@ -25,6 +25,21 @@ def test_search_result_shape_and_ranges(tiny_qa):
     assert result.settings["reranker"] and result.settings["mode"] == "hybrid"
     as_dict = result.to_dict()
     assert set(as_dict["hits"][0]) >= {"id", "title", "text", "answerable", "probability", "scores", "ranks"}
+
+
+def test_rerank_weight_mixes_probability_with_the_fused_score(tiny_qa):
+    question = "What is the capital of Germany?"
+    mixed = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.5)
+    fused = [h.scores["fused"] for h in mixed.hits]
+    low, high = min(fused), max(fused)
+    combined = [0.5 * h.probability + 0.5 * (f - low) / (high - low) for h, f in zip(mixed.hits, fused)]
+    assert combined == sorted(combined, reverse=True)
+    # Weight 0 keeps the retrieval order; the probabilities and flags are the same either way.
+    retrieval = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.0)
+    assert [h.ranks["fused"] for h in retrieval.hits] == sorted(h.ranks["fused"] for h in retrieval.hits)
+    assert {h.id: h.probability for h in retrieval.hits} == {h.id: h.probability for h in mixed.hits}
+    with pytest.raises(ConfigError, match="rerank_weight must be between 0 and 1"):
+        tiny_qa.search(question, rerank_weight=1.5)
 
 
 def test_threshold_decides_answerable(tiny_qa):
