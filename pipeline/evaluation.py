@@ -5,10 +5,12 @@ ranking of *paragraphs* (hits map to paragraphs through ``Hit.source_id``;
 windows of one long paragraph count once, at the best-ranked window):
 
 * ``bm25``, ``dense``, ``hybrid``: the retriever alone (no reranker), top 100;
-* ``rerank``: the hybrid top ``candidates`` reordered by the cross-encoder,
-  followed by the rest of the hybrid top 100 in hybrid order (so Recall@k for
-  k > ``candidates`` equals the hybrid figure: the reranker cannot bring back
-  what retrieval missed).
+* ``rerank``: the pipeline's ``candidates`` hybrid candidates (as a search
+  retrieves them: each retriever's top ``candidates``, fused) reordered by the
+  cross-encoder, followed by the paragraphs of the hybrid top 100 not already
+  listed, in hybrid order (the reranker cannot bring back what retrieval
+  missed; fusing shorter lists can order the candidates slightly differently
+  from the top of the depth-100 hybrid list).
 
 Recall@1/5/10/20/100, MRR@10 and nDCG@10 are computed with ``ranx``
 (one relevant paragraph per question, binary relevance).

@@ -231,7 +231,8 @@ def test_evaluate_v2_file_separates_unanswerable_questions(qa_v2, squad_v2):
     assert result.config["unanswerable_questions"] == 2
     # BM25 finds each of these lexical questions' paragraph first.
     assert result.modes["bm25"]["recall@1"] == 1.0
-    # The reranker reorders the hybrid top 3 only: Recall@k for k >= 3 is the hybrid figure.
+    # The reranker reorders the top 3 candidates, then the hybrid list follows: once k covers
+    # the whole index (4 paragraphs) nothing is lost.
     for k in (5, 10, 20, 100):
         assert result.modes["rerank"][f"recall@{k}"] == result.modes["hybrid"][f"recall@{k}"]
     ans = result.answerability
@@ -420,7 +421,6 @@ def test_standin_reranks_held_out_questions(squad_dev_path, standin_reranker, mi
     assert result.config["answerable_questions"] == 24
     for mode in ("bm25", "dense", "hybrid", "rerank"):
         assert result.modes[mode]["recall@10"] >= 0.5
-    assert result.modes["rerank"]["recall@10"] == result.modes["hybrid"]["recall@10"]
     # A trained reranker puts the gold paragraph first more often than chance among 10 candidates.
     assert result.modes["rerank"]["recall@1"] > 0.3
     assert result.answerability["top_is_gold"] >= 8
