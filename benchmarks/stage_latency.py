@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for stage in STAGES:
         f = figures["hybrid + rerank"][stage]
-        print(f"| {stage} | {f['p50']:.1f} | {f['p95']:.1f} | {share.get(stage, 1.0):.1%} |")
+        print(f"| {stage} | {f['p50']:.2f} | {f['p95']:.2f} | {share.get(stage, 1.0):.1%} |")
     print("\n| setting | total p50 ms | total p95 ms | p50 vs bm25 only |")
     print("|---|---:|---:|---:|")
     for name in runs:
