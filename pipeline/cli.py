@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from .config import DEFAULT_BI_ENCODER, DEFAULT_READER, FaissKind, FusionMethod, RetrievalMode
+from .config import DEFAULT_BI_ENCODER, DEFAULT_READER, FaissKind, FusionMethod, RerankBackend, RetrievalMode
 from .errors import QASearchError
 
 logger = logging.getLogger("pipeline.cli")
@@ -127,6 +127,14 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
     parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument(
+        "--rerank-backend", choices=_choices(RerankBackend),
+        help="cross-encoder engine: auto (default: ONNX Runtime int8 on a CPU, PyTorch on a GPU), "
+        "torch (plain fp32), onnx, onnx-int8 ($QA_SEARCH_RERANK_BACKEND)",
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
+    parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
+    parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")
 
 
 def pipeline_settings(args: argparse.Namespace) -> dict:
@@ -141,6 +149,10 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "candidates": args.candidates,
         "threshold": args.threshold,
         "device": args.device,
+        "rerank_backend": args.rerank_backend,
+        "threads": args.threads,
+        "cascade_reranker": args.cascade_reranker,
+        "cascade_keep": args.cascade_keep,
     }
 
 

@@ -65,6 +65,21 @@ class FaissKind(_ChoiceEnum):
     IVF_PQ = "ivf-pq"
 
 
+class RerankBackend(_ChoiceEnum):
+    """Rerank backend.
+
+    ``auto`` picks ONNX Runtime with dynamic int8 quantisation on a CPU (when
+    onnxruntime and onnx are installed, else PyTorch with a warning) and
+    PyTorch on a GPU; ``torch`` is plain PyTorch fp32, ``onnx`` ONNX Runtime
+    fp32, ``onnx-int8`` ONNX Runtime with int8 weights and activations.
+    """
+
+    AUTO = "auto"
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
+
+
 DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/qnli-electra-base"
 DEFAULT_READER = "mrm8488/electra-base-finetuned-squadv1"
@@ -76,7 +91,14 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_READER": "reader",
     "QA_SEARCH_DEVICE": "device",
     "QA_SEARCH_THRESHOLD": "threshold",
+    "QA_SEARCH_RERANK_BACKEND": "rerank_backend",
+    "QA_SEARCH_THREADS": "threads",
+    "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
 }
+
+#: Settings read from the environment as whole numbers / decimals (the rest are text).
+_INT_VARS = ("threads",)
+_FLOAT_VARS = ("threshold",)
 
 
 @dataclass
@@ -118,6 +140,19 @@ class PipelineConfig:
             the model's own limit.
         device: ``cpu``, ``cuda``, ``cuda:1``, ... or ``None`` for automatic.
         trust_remote_code: allow models that ship their own code (jina).
+        rerank_backend: ``auto`` (default: ONNX Runtime int8 on a CPU, PyTorch
+            on a GPU), ``torch`` (plain PyTorch fp32), ``onnx`` or
+            ``onnx-int8``; see docs/fast-rerank.md.
+        threads: CPU threads of the reranker (PyTorch intra-op threads / ONNX
+            Runtime ``intra_op_num_threads``); ``None`` = the physical cores
+            this process may use.
+        score_cache_size: how many (question, passage) reranker scores are
+            kept in memory so a repeated or refined search does not recompute
+            them; 0 switches the cache off.
+        cascade_reranker: a small, fast cross-encoder that scores every
+            candidate first so that the main reranker scores only the best
+            ``cascade_keep``; ``None`` (default) switches the cascade off.
+        cascade_keep: candidates per question the cascade passes on.
     """
 
     bi_encoder: str | None = None
@@ -138,10 +173,16 @@ class PipelineConfig:
     max_length: int | None = None
     device: str | None = None
     trust_remote_code: bool = False
+    rerank_backend: RerankBackend = RerankBackend.AUTO
+    threads: int | None = None
+    score_cache_size: int = 10_000
+    cascade_reranker: str | None = None
+    cascade_keep: int = 10
 
     def __post_init__(self) -> None:
         self.mode = RetrievalMode.parse(self.mode)
         self.fusion = FusionMethod.parse(self.fusion)
+        self.rerank_backend = RerankBackend.parse(self.rerank_backend)
         self.validate()
 
     def validate(self) -> None:
@@ -151,10 +192,14 @@ class PipelineConfig:
         for name in ("dense_weight", "rerank_weight"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
-        for name in ("candidates", "top_k", "rrf_k", "batch_size", "max_query_chars"):
+        for name in ("candidates", "top_k", "rrf_k", "batch_size", "max_query_chars", "cascade_keep"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
+        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1):
+            raise ConfigError(f"threads must be a positive whole number, got {self.threads!r}.")
+        if not isinstance(self.score_cache_size, int) or isinstance(self.score_cache_size, bool) or self.score_cache_size < 0:
+            raise ConfigError(f"score_cache_size must be a whole number >= 0, got {self.score_cache_size!r}.")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
 
@@ -172,7 +217,7 @@ class PipelineConfig:
         values: dict[str, Any] = {}
         for var, name in ENV_VARS.items():
             if env.get(var):
-                values[name] = float(env[var]) if name == "threshold" else env[var]
+                values[name] = _env_value(var, name, env[var])
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -183,4 +228,17 @@ class PipelineConfig:
         out = dataclasses.asdict(self)
         out["mode"] = self.mode.value
         out["fusion"] = self.fusion.value
+        out["rerank_backend"] = self.rerank_backend.value
         return out
+
+
+def _env_value(var: str, name: str, text: str) -> Any:
+    try:
+        if name in _INT_VARS:
+            return int(text)
+        if name in _FLOAT_VARS:
+            return float(text)
+    except ValueError:
+        kind = "a whole number" if name in _INT_VARS else "a number"
+        raise ConfigError(f"{var} must be {kind}, got {text!r}.") from None
+    return text

@@ -29,6 +29,7 @@ from .encoder import BiEncoder
 from .errors import ConfigError, ModelNotFoundError, QueryError
 from .fusion import min_max
 from .index import SearchIndex
+from .cascade import Cascade
 from .read import Reader
 from .rerank import Reranker
 from .results import BestAnswer, Hit, SearchResult
@@ -74,6 +75,27 @@ def best_answer(hits: Sequence[Hit]) -> BestAnswer | None:
     return BestAnswer(text=a.text, start=a.start, end=a.end, score=a.score, id=best.id)
 
 
+def load_reranker(config: PipelineConfig) -> Reranker | Cascade:
+    """The reranker the settings ask for: backend, threads, score cache, and the optional cascade."""
+
+    def one(name: str) -> Reranker:
+        return Reranker.load(
+            name,
+            device=config.device,
+            max_length=config.max_length,
+            batch_size=config.batch_size,
+            trust_remote_code=config.trust_remote_code,
+            backend=config.rerank_backend,
+            threads=config.threads,
+            cache_size=config.score_cache_size,
+        )
+
+    main = one(config.reranker)
+    if not config.cascade_reranker:
+        return main
+    return Cascade(one(config.cascade_reranker), main, config.cascade_keep)
+
+
 class QAPipeline:
     """Retrieve candidates (BM25, dense or hybrid), rerank them with a cross-encoder, flag answerable ones, read answers.
 
@@ -86,7 +108,7 @@ class QAPipeline:
         index: SearchIndex,
         *,
         encoder: BiEncoder | None,
-        reranker: Reranker | None,
+        reranker: Reranker | Cascade | None,
         reader: Reader | None = None,
         config: PipelineConfig | None = None,
     ):
@@ -122,15 +144,7 @@ class QAPipeline:
             trust_remote_code=config.trust_remote_code,
         )
         search_index.check_encoder(encoder)
-        reranker = None
-        if config.rerank:
-            reranker = Reranker.load(
-                config.reranker,
-                device=config.device,
-                max_length=config.max_length,
-                batch_size=config.batch_size,
-                trust_remote_code=config.trust_remote_code,
-            )
+        reranker = load_reranker(config) if config.rerank else None
         reader = None
         if config.read:
             try:
@@ -250,5 +264,10 @@ class QAPipeline:
             "bi_encoder": self.encoder.name if self.encoder else None,
             "reranker": self.reranker.name if reranked and self.reranker else None,
             "reader": self.reader.name if read and self.reader else None,
+            "rerank_backend": self.reranker.backend.value if reranked and self.reranker else None,
+            "cascade": (
+                {"reranker": self.reranker.first.name, "keep": self.reranker.keep}
+                if reranked and isinstance(self.reranker, Cascade) else None
+            ),
             "index": str(self.index.path),
         }

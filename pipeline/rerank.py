@@ -11,6 +11,13 @@ outputs become a probability in 0..1:
 Pairs longer than the model's token limit are truncated by its tokenizer
 (longest side first), so long text never crashes a model.
 
+Speed (see docs/fast-rerank.md): the model runs on one of several backends
+(:class:`~pipeline.config.RerankBackend`: PyTorch fp32, ONNX Runtime fp32,
+ONNX Runtime int8; ``auto`` picks int8 on a CPU), pairs are sorted by token
+length and batched so that little padding is computed, and an LRU
+:class:`~pipeline.score_cache.ScoreCache` remembers the probabilities of
+pairs already scored.
+
 Example::
 
     >>> from pipeline.rerank import Reranker
@@ -21,14 +28,19 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from .config import RerankBackend
 from .encoder import pick_device
 from .errors import ConfigError
 from .models import canonical_name, resolve_model
+from .rerank_backends import Engine, OnnxEngine, TorchEngine, choose_backend, default_threads
+from .score_cache import ScoreCache
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +86,71 @@ def model_token_limit(tokenizer, config) -> int:
     return int(min(limit, positions))
 
 
-class Reranker:
-    """Scores (question, passage) pairs with a cross-encoder; :meth:`score` gives probabilities."""
+def transformer_dir(model_path: str | Path) -> Path:
+    """The folder holding the Hugging Face model of a sentence-transformers cross-encoder (often the root)."""
+    root = Path(model_path)
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        sub = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Transformer")), "")
+    except (OSError, ValueError):
+        sub = ""
+    return root / sub if sub and (root / sub / "config.json").is_file() else root
 
-    def __init__(self, model, name: str, *, batch_size: int = 32):
-        self.model = model
+
+def configured_max_length(model_path: str | Path) -> int | None:
+    """``max_seq_length`` saved in the cross-encoder's ``sentence_bert_config.json``, if any."""
+    try:
+        value = json.loads((Path(model_path) / "sentence_bert_config.json").read_text(encoding="utf-8")).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if value else None
+
+
+def pad_batch(rows: Sequence[Mapping[str, list[int]]], names: Sequence[str], pad_id: int, left: bool = False) -> dict[str, np.ndarray]:
+    """Pad token rows to the batch's longest (not the model's limit): ids with ``pad_id``, masks and types with 0."""
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {}
+    for name in names:
+        fill = pad_id if name == "input_ids" else 0
+        array = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, row in enumerate(rows):
+            values = row[name]
+            if left:
+                array[i, width - len(values):] = values
+            else:
+                array[i, : len(values)] = values
+        out[name] = array
+    return out
+
+
+class Reranker:
+    """Scores (question, passage) pairs with a cross-encoder; :meth:`score` gives probabilities.
+
+    Build with :meth:`load`. ``backend`` is the engine actually used (``auto``
+    resolved), ``cache`` the LRU of probabilities already computed.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        *,
+        tokenizer,
+        config,
+        max_length: int,
+        batch_size: int = 32,
+        cache_size: int = 0,
+        identity: str | None = None,
+    ):
+        self.engine = engine
         self.name = canonical_name(name)
+        self.tokenizer = tokenizer
+        self.config = config
+        self._max_length = int(max_length)
         self.batch_size = batch_size
-        self.positive = positive_label(model.config.id2label, model.num_labels)
+        self.positive = positive_label(config.id2label, config.num_labels)
+        self.identity = identity or f"{self.name}|{self.backend.value}|{self._max_length}"
+        self.cache = ScoreCache(cache_size)
 
     @classmethod
     def load(
@@ -92,41 +161,90 @@ class Reranker:
         max_length: int | None = None,
         batch_size: int = 32,
         trust_remote_code: bool = False,
+        backend: RerankBackend | str = RerankBackend.AUTO,
+        threads: int | None = None,
+        cache_size: int = 10_000,
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
     ) -> "Reranker":
-        from sentence_transformers import CrossEncoder
+        """Load a cross-encoder by name or path on ``backend`` (exported to ONNX on first use, then cached on disk)."""
+        from transformers import AutoConfig, AutoTokenizer
 
         resolved = resolve_model(name, role="reranker")
-        model = CrossEncoder(
-            resolved.path, device=pick_device(device), trust_remote_code=trust_remote_code, local_files_only=True
-        )
-        limit = model_token_limit(model.tokenizer, model.config)
-        model.max_seq_length = min(max_length, limit) if max_length else min(model.max_seq_length or limit, limit)
-        logger.info("Reranker %s: %d label(s), max %d tokens", name, model.num_labels, model.max_seq_length)
-        return cls(model, name, batch_size=batch_size)
+        model_dir = transformer_dir(resolved.path)
+        device = pick_device(device)
+        chosen = choose_backend(backend, device)
+        threads = threads or default_threads()
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+        limit = model_token_limit(tokenizer, config)
+        length = min(max_length or configured_max_length(resolved.path) or limit, limit)
+        if chosen is RerankBackend.TORCH:
+            engine: Engine = TorchEngine.load(str(model_dir), device=device, threads=threads,
+                                              trust_remote_code=trust_remote_code)
+        else:
+            engine = OnnxEngine.load(str(model_dir), chosen, device=device, threads=threads,
+                                     trust_remote_code=trust_remote_code, cache_dir=cache_dir, progress=progress)
+        logger.info("Reranker %s: %d label(s), max %d tokens, backend %s, %d threads",
+                    name, config.num_labels, length, chosen.value, threads)
+        identity = f"{Path(resolved.path).resolve()}|{chosen.value}|{length}"
+        return cls(engine, name, tokenizer=tokenizer, config=config, max_length=length,
+                   batch_size=batch_size, cache_size=cache_size, identity=identity)
 
     @property
     def max_length(self) -> int:
-        return int(self.model.max_seq_length)
+        return self._max_length
+
+    @property
+    def backend(self) -> RerankBackend:
+        return self.engine.backend
 
     def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        import torch
-
+        """Raw model outputs, one row per pair, computed in length-sorted batches."""
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
-        out = self.model.predict(
-            [(q, p) for q, p in pairs],
-            batch_size=self.batch_size,
-            activation_fn=torch.nn.Identity(),
-            show_progress_bar=False,
-            convert_to_numpy=True,
+        encoded = self.tokenizer(
+            [q for q, _ in pairs], [p for _, p in pairs],
+            truncation="longest_first", max_length=self._max_length, padding=False,
         )
-        return np.asarray(out, dtype=np.float32)
+        names = [n for n in self.engine.input_names if n in encoded]
+        rows = [{n: encoded[n][i] for n in names} for i in range(len(pairs))]
+        # Longest first, so the biggest batch (peak memory) comes first; neighbours have similar lengths.
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
+        pad_id = self.tokenizer.pad_token_id or 0
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        out: np.ndarray | None = None
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            logits = self.engine(pad_batch([rows[i] for i in chunk], names, pad_id, left))
+            if out is None:
+                out = np.zeros((len(pairs),) + logits.shape[1:], dtype=np.float32)
+            out[chunk] = logits
+        assert out is not None
+        return out
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Probability (0..1) that each passage answers its question."""
+        """Probability (0..1) that each passage answers its question (cached pairs are not recomputed)."""
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
-        return to_probabilities(self.logits(pairs), self.positive)
+        if not self.cache.capacity:
+            return to_probabilities(self.logits(pairs), self.positive)
+        keys = [ScoreCache.key(self.identity, q, p) for q, p in pairs]
+        out = np.zeros(len(pairs), dtype=np.float32)
+        todo: dict[tuple[str, str, str], list[int]] = {}
+        for i, key in enumerate(keys):
+            value = self.cache.get(key)
+            if value is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = value
+        if todo:
+            firsts = [positions[0] for positions in todo.values()]
+            fresh = to_probabilities(self.logits([pairs[i] for i in firsts]), self.positive)
+            for (key, positions), value in zip(todo.items(), fresh):
+                out[positions] = value
+                self.cache.put(key, float(value))
+        return out
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return self.score_pairs([(query, t) for t in texts])
