@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from .errors import ConfigError
@@ -168,7 +169,8 @@ def _torch_export(model_dir: Path, path: Path, *, trust_remote_code: bool):
     names = [n for n in inspect.signature(model.forward).parameters if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shapes that the dynamic axes already cover
         torch.onnx.export(
             model, (), str(path), kwargs={n: sample[n] for n in names}, input_names=names, output_names=["logits"],
             dynamic_axes=axes, opset_version=OPSET, dynamo=False,

@@ -1,0 +1,285 @@
+"""Fast reranking (issue 5): backends agree with PyTorch fp32, the score cache skips the model,
+the cascade keeps the right candidates, exported models are cached on disk and rebuilt when damaged."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline import onnx_export
+from pipeline.cascade import Cascade
+from pipeline.config import PipelineConfig, RerankBackend
+from pipeline.errors import ConfigError
+from pipeline.rerank import Reranker, to_probabilities
+from pipeline.rerank_backends import choose_backend
+
+QUESTION = "How many people live in Berlin?"
+PASSAGES = [
+    "Berlin has 3.5 million people.",
+    "Berlin is well known for its museums and its long history as a capital city of Europe.",
+    "The Nile is a major river flowing north through Egypt.",
+    "Paris is the capital and largest city of France, with about two million inhabitants in the city proper.",
+    "Mount Everest is the highest mountain above sea level.",
+    "Rome " * 300,  # longer than any limit: truncated, never a crash
+]
+ONNX_BACKENDS = ["onnx", "onnx-int8"]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+def load(path, backend, cache_dir, **kw) -> Reranker:
+    return Reranker.load(str(path), device="cpu", backend=backend, cache_dir=cache_dir, progress=False, **kw)
+
+
+class CountingEngine:
+    """The real engine, counting the batches it is given."""
+
+    def __init__(self, engine):
+        self.engine, self.calls, self.rows = engine, 0, 0
+        self.backend, self.input_names = engine.backend, engine.input_names
+
+    def __call__(self, features):
+        self.calls += 1
+        self.rows += len(features["input_ids"])
+        return self.engine(features)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_cross_encoder", "tiny_electra_cross_encoder"])
+def test_torch_backend_matches_sentence_transformers_cross_encoder(fixture, request):
+    from sentence_transformers import CrossEncoder
+
+    path = request.getfixturevalue(fixture)
+    ce = CrossEncoder(str(path), device="cpu")
+    ours = Reranker.load(str(path), device="cpu", backend="torch")
+    assert ours.backend is RerankBackend.TORCH
+    assert ours.max_length == ce.max_seq_length
+    expected = ce.predict([(QUESTION, p) for p in PASSAGES], convert_to_numpy=True)
+    np.testing.assert_allclose(ours.score(QUESTION, PASSAGES), expected, atol=1e-5)
+
+
+def test_standin_max_length_matches_cross_encoder(standin_reranker):
+    from sentence_transformers import CrossEncoder
+
+    assert Reranker.load(str(standin_reranker), device="cpu", backend="torch").max_length == CrossEncoder(
+        str(standin_reranker), device="cpu"
+    ).max_seq_length
+
+
+@pytest.mark.parametrize("backend", ONNX_BACKENDS)
+@pytest.mark.parametrize("fixture", ["tiny_cross_encoder", "tiny_electra_cross_encoder"])
+def test_onnx_backends_score_like_torch_fp32(backend, fixture, request, onnx_cache):
+    path = request.getfixturevalue(fixture)
+    reference = load(path, "torch", onnx_cache).score(QUESTION, PASSAGES)
+    fast = load(path, backend, onnx_cache)
+    assert fast.backend.value == backend
+    got = fast.score(QUESTION, PASSAGES)
+    assert got.shape == reference.shape and np.all((got >= 0) & (got <= 1))
+    if backend == "onnx":
+        np.testing.assert_allclose(got, reference, atol=1e-5)
+        assert list(np.argsort(-got)) == list(np.argsort(-reference))
+    else:  # int8: within a small tolerance, and the ranking of clearly separated pairs is kept
+        np.testing.assert_allclose(got, reference, atol=0.02)
+        for i in range(len(PASSAGES)):
+            for j in range(len(PASSAGES)):
+                if reference[i] - reference[j] > 0.04:
+                    assert got[i] > got[j], (i, j, reference, got)
+
+
+def test_int8_keeps_the_standin_ranking(standin_reranker, onnx_cache):
+    reference = load(standin_reranker, "torch", onnx_cache).score(QUESTION, PASSAGES)
+    got = load(standin_reranker, "onnx-int8", onnx_cache).score(QUESTION, PASSAGES)
+    assert int(np.argmax(got)) == int(np.argmax(reference)) == 0
+    np.testing.assert_allclose(got, reference, atol=0.06)
+
+
+@pytest.mark.parametrize("backend", ["torch", *ONNX_BACKENDS])
+def test_nli_models_give_entailment_probability_under_every_backend(backend, tiny_nli_cross_encoder, onnx_cache):
+    torch_model = load(tiny_nli_cross_encoder, "torch", onnx_cache)
+    pairs = [(QUESTION, p) for p in PASSAGES]
+    logits = torch_model.logits(pairs)
+    assert logits.shape == (len(PASSAGES), 3)
+    expected = to_probabilities(logits, 1)  # label 1 is "entailment" in the fixture
+    model = load(tiny_nli_cross_encoder, backend, onnx_cache)
+    assert model.positive == 1
+    got = model.score_pairs(pairs)
+    np.testing.assert_allclose(got, expected, atol=1e-5 if backend != "onnx-int8" else 0.02)
+
+
+def test_batching_by_length_does_not_change_scores(tiny_cross_encoder):
+    one_by_one = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", batch_size=1, cache_size=0)
+    batched = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", batch_size=4, cache_size=0)
+    counting = CountingEngine(batched.engine)
+    batched.engine = counting
+    np.testing.assert_allclose(batched.score(QUESTION, PASSAGES), one_by_one.score(QUESTION, PASSAGES), atol=1e-5)
+    assert counting.calls == 2  # 6 pairs in batches of 4
+
+
+def test_score_cache_returns_identical_scores_without_the_model(tiny_cross_encoder):
+    reranker = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=100)
+    counting = CountingEngine(reranker.engine)
+    reranker.engine = counting
+    first = reranker.score(QUESTION, PASSAGES)
+    assert counting.rows == len(PASSAGES)
+    again = reranker.score(QUESTION, PASSAGES)
+    assert counting.rows == len(PASSAGES)  # nothing recomputed
+    np.testing.assert_array_equal(again, first)
+    # A refined search: two new passages, the rest from the cache, in the caller's order.
+    more = reranker.score(QUESTION, ["Madrid is the capital of Spain."] + PASSAGES[::-1] + ["Berlin is big."])
+    assert counting.rows == len(PASSAGES) + 2
+    np.testing.assert_array_equal(more[1:-1], first[::-1])
+    # Another question is another key.
+    reranker.score("Where is the Nile?", PASSAGES[:2])
+    assert counting.rows == len(PASSAGES) + 4
+    assert reranker.cache.stats.hits == 2 * len(PASSAGES)
+
+
+def test_score_cache_is_bounded_and_can_be_off(tiny_cross_encoder):
+    small = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=2)
+    small.score(QUESTION, PASSAGES)
+    assert len(small.cache) == 2
+    off = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    counting = CountingEngine(off.engine)
+    off.engine = counting
+    off.score(QUESTION, PASSAGES)
+    off.score(QUESTION, PASSAGES)
+    assert counting.rows == 2 * len(PASSAGES) and len(off.cache) == 0
+
+
+def test_cascade_keeps_the_first_stages_best_and_ranks_pruned_after_kept(tiny_cross_encoder, tiny_electra_cross_encoder):
+    first = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    main = Reranker.load(str(tiny_electra_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    counting = CountingEngine(main.engine)
+    main.engine = counting
+    cascade = Cascade(first, main, keep=2)
+    other = "Which river flows through Egypt?"
+    pairs = [(QUESTION, p) for p in PASSAGES] + [(other, p) for p in PASSAGES[:4]]
+    first_scores = first.score_pairs(pairs)
+    got = cascade.score_pairs(pairs)
+    assert counting.rows == 4  # two per question reach the main reranker
+    for question, indices in ((QUESTION, range(0, 6)), (other, range(6, 10))):
+        indices = list(indices)
+        expected_kept = sorted(indices, key=lambda i: -first_scores[i])[:2]
+        _, kept = cascade.kept(pairs)
+        assert sorted(i for i in kept if i in indices) == sorted(expected_kept)
+        np.testing.assert_allclose(got[expected_kept], main.score_pairs([pairs[i] for i in expected_kept]), atol=1e-6)
+        pruned = [i for i in indices if i not in expected_kept]
+        assert max(got[pruned]) < min(got[expected_kept])
+        assert np.all(got[pruned] <= first_scores[pruned])
+    assert cascade.name == main.name
+    with pytest.raises(ConfigError, match="cascade_keep"):
+        Cascade(first, main, keep=0)
+
+
+def test_export_cache_is_reused_and_damaged_entries_rebuilt(tiny_cross_encoder, tmp_path, monkeypatch, caplog):
+    real_export = onnx_export._export
+    exports = []
+
+    def counting_export(*args, **kwargs):
+        exports.append(args[2])
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "_export", counting_export)
+    scores = load(tiny_cross_encoder, "onnx", tmp_path).score(QUESTION, PASSAGES)
+    assert exports == ["fp32"]
+    entry = onnx_export.entry_dir(tiny_cross_encoder, "fp32", tmp_path)
+    assert (entry / "model.onnx").is_file() and (entry / "meta.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # no staging folder left behind
+
+    np.testing.assert_array_equal(load(tiny_cross_encoder, "onnx", tmp_path).score(QUESTION, PASSAGES), scores)
+    assert exports == ["fp32"]  # second load: reused
+
+    model = entry / "model.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated by a crash or a full disk
+    with caplog.at_level(logging.WARNING, logger="pipeline.onnx_export"):
+        np.testing.assert_allclose(load(tiny_cross_encoder, "onnx", tmp_path).score(QUESTION, PASSAGES), scores, atol=1e-6)
+    assert exports == ["fp32", "fp32"] and "damaged" in caplog.text
+
+    (entry / "meta.json").unlink()  # an export interrupted before its last write
+    load(tiny_cross_encoder, "onnx", tmp_path)
+    assert exports == ["fp32", "fp32", "fp32"]
+
+    assert onnx_export.entry_dir(tiny_cross_encoder, "int8", tmp_path) != entry  # settings are part of the key
+
+
+def test_export_cache_key_follows_the_model_files(tiny_cross_encoder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder, copy)
+    before = onnx_export.cache_key(copy, "fp32")
+    assert onnx_export.cache_key(copy, "fp32") == before
+    (copy / "config.json").write_text((copy / "config.json").read_text() + "\n")
+    assert onnx_export.cache_key(copy, "fp32") != before
+
+
+def test_default_cache_dir_honours_qa_search_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
+    assert onnx_export.default_cache_dir() == tmp_path / "onnx"
+
+
+def test_auto_backend_choice_and_fallback(monkeypatch, caplog):
+    from pipeline import rerank_backends
+
+    assert choose_backend("auto", "cpu") is RerankBackend.ONNX_INT8
+    assert choose_backend("auto", "cuda") is RerankBackend.TORCH
+    assert choose_backend("onnx", "cpu") is RerankBackend.ONNX
+    monkeypatch.setattr(rerank_backends, "onnx_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="pipeline.rerank_backends"):
+        assert choose_backend("auto", "cpu") is RerankBackend.TORCH
+    assert "onnxruntime" in caplog.text
+    with pytest.raises(ConfigError, match="--rerank-backend torch"):
+        choose_backend("onnx-int8", "cpu")
+
+
+def test_config_settings_parse_and_validate():
+    assert PipelineConfig().rerank_backend is RerankBackend.AUTO
+    assert PipelineConfig(rerank_backend="ONNX-int8").rerank_backend is RerankBackend.ONNX_INT8
+    with pytest.raises(ConfigError, match="valid values: auto, torch, onnx, onnx-int8"):
+        PipelineConfig(rerank_backend="tensorrt")
+    env = {"QA_SEARCH_RERANK_BACKEND": "torch", "QA_SEARCH_THREADS": "3"}
+    cfg = PipelineConfig.from_env(env)
+    assert cfg.rerank_backend is RerankBackend.TORCH and cfg.threads == 3
+    assert cfg.to_dict()["rerank_backend"] == "torch"
+    with pytest.raises(ConfigError, match="QA_SEARCH_THREADS"):
+        PipelineConfig.from_env({"QA_SEARCH_THREADS": "many"})
+    for bad in ({"threads": 0}, {"score_cache_size": -1}, {"cascade_keep": 0}):
+        with pytest.raises(ConfigError):
+            PipelineConfig(**bad)
+
+
+def test_cli_passes_the_fast_settings():
+    from pipeline.cli import build_parser, pipeline_settings
+
+    args = build_parser().parse_args(
+        ["search", "q", "--rerank-backend", "onnx", "--threads", "2", "--cascade-reranker", "x", "--cascade-keep", "5"]
+    )
+    settings = pipeline_settings(args)
+    assert settings["rerank_backend"] == "onnx" and settings["threads"] == 2
+    assert settings["cascade_reranker"] == "x" and settings["cascade_keep"] == 5
+    assert pipeline_settings(build_parser().parse_args(["search", "q"]))["rerank_backend"] is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "q", "--rerank-backend", "fast"])
+
+
+def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, tiny_electra_cross_encoder, tmp_path, monkeypatch):
+    from pipeline.qa import QAPipeline
+
+    monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="onnx")
+    plain = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="torch")
+    result, reference = qa.search("What is the capital of France?"), plain.search("What is the capital of France?")
+    assert result.settings["rerank_backend"] == "onnx" and reference.settings["rerank_backend"] == "torch"
+    assert [h.id for h in result.hits] == [h.id for h in reference.hits]
+    np.testing.assert_allclose([h.probability for h in result.hits], [h.probability for h in reference.hits], atol=1e-5)
+    assert (tmp_path / "onnx").is_dir()
+
+    cascaded = QAPipeline.load(tiny_index, reranker=str(tiny_electra_cross_encoder), rerank_backend="torch",
+                               cascade_reranker=str(tiny_cross_encoder), cascade_keep=2)
+    out = cascaded.search("What is the capital of France?")
+    assert out.settings["cascade"] == {"reranker": str(tiny_cross_encoder), "keep": 2}
+    assert len(out.hits) == 6
