@@ -8,8 +8,11 @@ probability of that question, so they never outrank (or read as more
 answerable than) a passage the main reranker saw. It has the same
 ``score_pairs`` / ``score`` interface as :class:`~pipeline.rerank.Reranker`.
 
-Off by default (``cascade_reranker=None``): no small reranker with measured
-quality exists here yet, see docs/fast-rerank.md.
+The same class, with the int8 and the fp32 copies of one model, is the default
+on a CPU (``int8_rescore``): int8 screens all candidates, fp32 re-scores each
+question's best few. A cascade with a *different*, smaller first model is off by
+default (``cascade_reranker=None``): no small reranker with measured quality
+exists here yet, see docs/fast-rerank.md.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Cascade:
     @property
     def backend(self):
         return self.main.backend
+
+    def describe(self) -> str:
+        """How the scores are made, e.g. ``onnx-int8 -> top 5 onnx`` (recorded in search results)."""
+        first = self.first.describe() if self.first.name == self.main.name else f"{self.first.name} {self.first.describe()}"
+        return f"{first} -> top {self.keep} {self.main.describe()}"
 
     @property
     def max_length(self) -> int:

@@ -132,6 +132,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="cross-encoder engine: auto (default: ONNX Runtime int8 on a CPU, PyTorch on a GPU), "
         "torch (plain fp32), onnx, onnx-int8 ($QA_SEARCH_RERANK_BACKEND)",
     )
+    parser.add_argument("--int8-rescore", type=int, metavar="N",
+                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 5; 0 = off)")
     parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
     parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
     parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")
@@ -151,6 +153,7 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "device": args.device,
         "rerank_backend": args.rerank_backend,
         "threads": args.threads,
+        "int8_rescore": args.int8_rescore,
         "cascade_reranker": args.cascade_reranker,
         "cascade_keep": args.cascade_keep,
     }

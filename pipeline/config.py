@@ -153,6 +153,10 @@ class PipelineConfig:
             candidate first so that the main reranker scores only the best
             ``cascade_keep``; ``None`` (default) switches the cascade off.
         cascade_keep: candidates per question the cascade passes on.
+        int8_rescore: with ``onnx-int8`` (so with ``auto`` on a CPU), the best
+            this many int8 scores of each question are scored again by the same
+            model in ONNX Runtime fp32, which keeps the top of the ranking as
+            fp32 has it; 0 = int8 only.
     """
 
     bi_encoder: str | None = None
@@ -178,6 +182,7 @@ class PipelineConfig:
     score_cache_size: int = 10_000
     cascade_reranker: str | None = None
     cascade_keep: int = 10
+    int8_rescore: int = 5
 
     def __post_init__(self) -> None:
         self.mode = RetrievalMode.parse(self.mode)
@@ -198,8 +203,10 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
         if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1):
             raise ConfigError(f"threads must be a positive whole number, got {self.threads!r}.")
-        if not isinstance(self.score_cache_size, int) or isinstance(self.score_cache_size, bool) or self.score_cache_size < 0:
-            raise ConfigError(f"score_cache_size must be a whole number >= 0, got {self.score_cache_size!r}.")
+        for name in ("score_cache_size", "int8_rescore"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}.")
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
 

@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import PipelineConfig, RetrievalMode
-from .encoder import BiEncoder
+from .config import PipelineConfig, RerankBackend, RetrievalMode
+from .encoder import BiEncoder, pick_device
+from .cascade import Cascade
 from .errors import ConfigError, ModelNotFoundError, QueryError
 from .fusion import min_max
 from .index import SearchIndex
-from .cascade import Cascade
 from .read import Reader
 from .rerank import Reranker
+from .rerank_backends import choose_backend
 from .results import BestAnswer, Hit, SearchResult
 from .retrieve import Candidate, Retriever
 
@@ -76,24 +77,28 @@ def best_answer(hits: Sequence[Hit]) -> BestAnswer | None:
 
 
 def load_reranker(config: PipelineConfig) -> Reranker | Cascade:
-    """The reranker the settings ask for: backend, threads, score cache, and the optional cascade."""
+    """The reranker the settings ask for: backend, threads, score cache, int8 rescoring, optional cascade."""
 
-    def one(name: str) -> Reranker:
+    def one(name: str, backend: RerankBackend) -> Reranker:
         return Reranker.load(
             name,
             device=config.device,
             max_length=config.max_length,
             batch_size=config.batch_size,
             trust_remote_code=config.trust_remote_code,
-            backend=config.rerank_backend,
+            backend=backend,
             threads=config.threads,
             cache_size=config.score_cache_size,
         )
 
-    main = one(config.reranker)
+    backend = choose_backend(config.rerank_backend, pick_device(config.device))
+    main: Reranker | Cascade = one(config.reranker, backend)
+    if backend is RerankBackend.ONNX_INT8 and config.int8_rescore:
+        # int8 screens every candidate; fp32 re-scores each question's best few so the top stays fp32's.
+        main = Cascade(main, one(config.reranker, RerankBackend.ONNX), config.int8_rescore)
     if not config.cascade_reranker:
         return main
-    return Cascade(one(config.cascade_reranker), main, config.cascade_keep)
+    return Cascade(one(config.cascade_reranker, backend), main, config.cascade_keep)
 
 
 class QAPipeline:
@@ -264,10 +269,6 @@ class QAPipeline:
             "bi_encoder": self.encoder.name if self.encoder else None,
             "reranker": self.reranker.name if reranked and self.reranker else None,
             "reader": self.reader.name if read and self.reader else None,
-            "rerank_backend": self.reranker.backend.value if reranked and self.reranker else None,
-            "cascade": (
-                {"reranker": self.reranker.first.name, "keep": self.reranker.keep}
-                if reranked and isinstance(self.reranker, Cascade) else None
-            ),
+            "rerank_backend": self.reranker.describe() if reranked and self.reranker else None,
             "index": str(self.index.path),
         }

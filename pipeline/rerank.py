@@ -123,6 +123,23 @@ def pad_batch(rows: Sequence[Mapping[str, list[int]]], names: Sequence[str], pad
     return out
 
 
+#: A batch ends where a pair is shorter than this fraction of the batch's longest pair, so padding stays
+#: under ~10% of the computed tokens (a question's 20 SQuAD candidates in one batch pad to 1.8x their tokens).
+BATCH_LENGTH_RATIO = 0.9
+
+
+def length_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int,
+                   ratio: float = BATCH_LENGTH_RATIO) -> list[list[int]]:
+    """Split ``order`` (indices sorted longest first) into batches of at most ``batch_size`` similar lengths."""
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] >= ratio * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 class Reranker:
     """Scores (question, passage) pairs with a cross-encoder; :meth:`score` gives probabilities.
 
@@ -199,6 +216,10 @@ class Reranker:
     def backend(self) -> RerankBackend:
         return self.engine.backend
 
+    def describe(self) -> str:
+        """The backend, as recorded in search results."""
+        return self.backend.value
+
     def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Raw model outputs, one row per pair, computed in length-sorted batches."""
         if not pairs:
@@ -214,8 +235,7 @@ class Reranker:
         pad_id = self.tokenizer.pad_token_id or 0
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         out: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for chunk in length_batches(order, [len(r["input_ids"]) for r in rows], self.batch_size):
             logits = self.engine(pad_batch([rows[i] for i in chunk], names, pad_id, left))
             if out is None:
                 out = np.zeros((len(pairs),) + logits.shape[1:], dtype=np.float32)

@@ -12,7 +12,7 @@ from pipeline import onnx_export
 from pipeline.cascade import Cascade
 from pipeline.config import PipelineConfig, RerankBackend
 from pipeline.errors import ConfigError
-from pipeline.rerank import Reranker, to_probabilities
+from pipeline.rerank import BATCH_LENGTH_RATIO, Reranker, length_batches, to_probabilities
 from pipeline.rerank_backends import choose_backend
 
 QUESTION = "How many people live in Berlin?"
@@ -94,7 +94,7 @@ def test_int8_keeps_the_standin_ranking(standin_reranker, onnx_cache):
     reference = load(standin_reranker, "torch", onnx_cache).score(QUESTION, PASSAGES)
     got = load(standin_reranker, "onnx-int8", onnx_cache).score(QUESTION, PASSAGES)
     assert int(np.argmax(got)) == int(np.argmax(reference)) == 0
-    np.testing.assert_allclose(got, reference, atol=0.06)
+    np.testing.assert_allclose(got, reference, atol=0.1)  # int8 moves MiniLM probabilities by up to ~0.1 here
 
 
 @pytest.mark.parametrize("backend", ["torch", *ONNX_BACKENDS])
@@ -115,8 +115,23 @@ def test_batching_by_length_does_not_change_scores(tiny_cross_encoder):
     batched = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", batch_size=4, cache_size=0)
     counting = CountingEngine(batched.engine)
     batched.engine = counting
-    np.testing.assert_allclose(batched.score(QUESTION, PASSAGES), one_by_one.score(QUESTION, PASSAGES), atol=1e-5)
-    assert counting.calls == 2  # 6 pairs in batches of 4
+    texts = PASSAGES + ["Berlin is big.", "Rome is old.", "Madrid is in Spain."]
+    np.testing.assert_allclose(batched.score(QUESTION, texts), one_by_one.score(QUESTION, texts), atol=1e-5)
+    assert counting.rows == len(texts) and 2 <= counting.calls < len(texts)  # the three short ones share a batch
+
+
+def test_length_batches_bound_padding_and_batch_size():
+    lengths = [300, 50, 290, 280, 120, 118, 117, 116, 115, 60, 52, 51]
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches = length_batches(order, lengths, batch_size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in batches)
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert all(lengths[i] >= BATCH_LENGTH_RATIO * longest for i in b)
+    assert [len(b) for b in batches] == [3, 3, 2, 1, 3]
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded <= sum(lengths) / BATCH_LENGTH_RATIO
 
 
 def test_score_cache_returns_identical_scores_without_the_model(tiny_cross_encoder):
@@ -247,7 +262,7 @@ def test_config_settings_parse_and_validate():
     assert cfg.to_dict()["rerank_backend"] == "torch"
     with pytest.raises(ConfigError, match="QA_SEARCH_THREADS"):
         PipelineConfig.from_env({"QA_SEARCH_THREADS": "many"})
-    for bad in ({"threads": 0}, {"score_cache_size": -1}, {"cascade_keep": 0}):
+    for bad in ({"threads": 0}, {"score_cache_size": -1}, {"cascade_keep": 0}, {"int8_rescore": -1}):
         with pytest.raises(ConfigError):
             PipelineConfig(**bad)
 
@@ -256,11 +271,12 @@ def test_cli_passes_the_fast_settings():
     from pipeline.cli import build_parser, pipeline_settings
 
     args = build_parser().parse_args(
-        ["search", "q", "--rerank-backend", "onnx", "--threads", "2", "--cascade-reranker", "x", "--cascade-keep", "5"]
+        ["search", "q", "--rerank-backend", "onnx", "--threads", "2", "--cascade-reranker", "x", "--cascade-keep", "5",
+         "--int8-rescore", "0"]
     )
     settings = pipeline_settings(args)
     assert settings["rerank_backend"] == "onnx" and settings["threads"] == 2
-    assert settings["cascade_reranker"] == "x" and settings["cascade_keep"] == 5
+    assert settings["cascade_reranker"] == "x" and settings["cascade_keep"] == 5 and settings["int8_rescore"] == 0
     assert pipeline_settings(build_parser().parse_args(["search", "q"]))["rerank_backend"] is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "q", "--rerank-backend", "fast"])
@@ -281,5 +297,19 @@ def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, t
     cascaded = QAPipeline.load(tiny_index, reranker=str(tiny_electra_cross_encoder), rerank_backend="torch",
                                cascade_reranker=str(tiny_cross_encoder), cascade_keep=2)
     out = cascaded.search("What is the capital of France?")
-    assert out.settings["cascade"] == {"reranker": str(tiny_cross_encoder), "keep": 2}
+    assert out.settings["rerank_backend"] == f"{tiny_cross_encoder} torch -> top 2 torch"
     assert len(out.hits) == 6
+
+
+def test_default_on_cpu_screens_in_int8_and_rescores_the_top_in_fp32(tiny_index, tiny_cross_encoder, tmp_path, monkeypatch):
+    from pipeline.qa import QAPipeline
+
+    monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=3)
+    result = qa.search("What is the capital of France?")
+    assert result.settings["rerank_backend"] == "onnx-int8 -> top 3 onnx"
+    fp32 = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch")
+    expected = fp32.score("What is the capital of France?", [h.text for h in result.hits[:3]])
+    np.testing.assert_allclose([h.probability for h in result.hits[:3]], expected, atol=1e-5)
+    assert QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=0).search(
+        "What is the capital of France?").settings["rerank_backend"] == "onnx-int8"
