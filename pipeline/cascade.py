@@ -68,6 +68,17 @@ class Cascade:
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
+        # The same question asked twice in one call (a server batching requests) must not take two places
+        # of its ``keep``: score each distinct pair once.
+        positions: dict[tuple[str, str], list[int]] = {}
+        for i, pair in enumerate(pairs):
+            positions.setdefault((pair[0], pair[1]), []).append(i)
+        if len(positions) < len(pairs):
+            distinct = self.score_pairs(list(positions))
+            out = np.zeros(len(pairs), dtype=np.float32)
+            for value, where in zip(distinct, positions.values()):
+                out[where] = value
+            return out
         first, keep = self.kept(pairs)
         out = np.array(first, dtype=np.float32)
         main = self.main.score_pairs([pairs[i] for i in keep])

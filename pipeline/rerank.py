@@ -28,10 +28,12 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -140,6 +142,17 @@ def length_batches(order: Sequence[int], lengths: Sequence[int], batch_size: int
     return batches
 
 
+@dataclass(frozen=True)
+class RerankModel:
+    """What :meth:`Reranker.load` loads: the engine, its tokenizer and config, the token limit, the weights' path."""
+
+    engine: Engine
+    tokenizer: Any
+    config: Any
+    max_length: int
+    identity: str
+
+
 class Reranker:
     """Scores (question, passage) pairs with a cross-encoder; :meth:`score` gives probabilities.
 
@@ -147,27 +160,33 @@ class Reranker:
     resolved), ``cache`` the LRU of probabilities already computed.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        name: str,
-        *,
-        tokenizer,
-        config,
-        max_length: int,
-        batch_size: int = 32,
-        cache_size: int = 0,
-        identity: str | None = None,
-    ):
-        self.engine = engine
+    def __init__(self, model: "RerankModel", name: str, *, batch_size: int = 32, cache_size: int = 0):
+        self.model = model
         self.name = canonical_name(name)
-        self.tokenizer = tokenizer
-        self.config = config
-        self._max_length = int(max_length)
         self.batch_size = batch_size
-        self.positive = positive_label(config.id2label, config.num_labels)
-        self.identity = identity or f"{self.name}|{self.backend.value}|{self._max_length}"
+        self.positive = positive_label(model.config.id2label, model.config.num_labels)
         self.cache = ScoreCache(cache_size)
+
+    # The loaded parts, by name (``engine`` is swappable, e.g. for a counting wrapper in tests).
+    @property
+    def engine(self) -> Engine:
+        return self.model.engine
+
+    @engine.setter
+    def engine(self, value: Engine) -> None:
+        self.model = dataclasses.replace(self.model, engine=value)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def identity(self) -> str:
+        return f"{self.model.identity}|{self.backend.value}|{self.max_length}"
 
     @classmethod
     def load(
@@ -178,13 +197,17 @@ class Reranker:
         max_length: int | None = None,
         batch_size: int = 32,
         trust_remote_code: bool = False,
-        backend: RerankBackend | str = RerankBackend.AUTO,
+        backend: RerankBackend | str = RerankBackend.TORCH,
         threads: int | None = None,
         cache_size: int = 10_000,
         cache_dir: str | Path | None = None,
         progress: bool = True,
     ) -> "Reranker":
-        """Load a cross-encoder by name or path on ``backend`` (exported to ONNX on first use, then cached on disk)."""
+        """Load a cross-encoder by name or path on ``backend`` (exported to ONNX on first use, then cached on disk).
+
+        The default here is the exact PyTorch fp32 path; the pipeline's default (``PipelineConfig.rerank_backend``
+        ``auto``) is the fast one, see :func:`pipeline.qa.load_reranker`.
+        """
         from transformers import AutoConfig, AutoTokenizer
 
         resolved = resolve_model(name, role="reranker")
@@ -204,13 +227,12 @@ class Reranker:
                                      trust_remote_code=trust_remote_code, cache_dir=cache_dir, progress=progress)
         logger.info("Reranker %s: %d label(s), max %d tokens, backend %s, %d threads",
                     name, config.num_labels, length, chosen.value, threads)
-        identity = f"{Path(resolved.path).resolve()}|{chosen.value}|{length}"
-        return cls(engine, name, tokenizer=tokenizer, config=config, max_length=length,
-                   batch_size=batch_size, cache_size=cache_size, identity=identity)
+        loaded = RerankModel(engine, tokenizer, config, length, str(Path(resolved.path).resolve()))
+        return cls(loaded, name, batch_size=batch_size, cache_size=cache_size)
 
     @property
     def max_length(self) -> int:
-        return self._max_length
+        return self.model.max_length
 
     @property
     def backend(self) -> RerankBackend:
@@ -226,16 +248,22 @@ class Reranker:
             return np.zeros((0,), dtype=np.float32)
         encoded = self.tokenizer(
             [q for q, _ in pairs], [p for _, p in pairs],
-            truncation="longest_first", max_length=self._max_length, padding=False,
+            truncation="longest_first", max_length=self.max_length, padding=False,
         )
         names = [n for n in self.engine.input_names if n in encoded]
         rows = [{n: encoded[n][i] for n in names} for i in range(len(pairs))]
-        # Longest first, so the biggest batch (peak memory) comes first; neighbours have similar lengths.
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
+        # One question's pairs per batch: int8 quantises activations with one scale per batch, so a pair's
+        # score must not depend on which other searches share the call (a server batching requests).
+        # Within a question, longest first, so neighbours have similar lengths.
+        groups: dict[str, list[int]] = {}
+        for i, (question, _) in enumerate(pairs):
+            groups.setdefault(question, []).append(i)
+        lengths = [len(r["input_ids"]) for r in rows]
         pad_id = self.tokenizer.pad_token_id or 0
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         out: np.ndarray | None = None
-        for chunk in length_batches(order, [len(r["input_ids"]) for r in rows], self.batch_size):
+        batches = [b for g in groups.values() for b in length_batches(sorted(g, key=lambda i: -lengths[i]), lengths, self.batch_size)]
+        for chunk in batches:
             logits = self.engine(pad_batch([rows[i] for i in chunk], names, pad_id, left))
             if out is None:
                 out = np.zeros((len(pairs),) + logits.shape[1:], dtype=np.float32)

@@ -286,8 +286,8 @@ def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, t
     from pipeline.qa import QAPipeline
 
     monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
-    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="onnx")
-    plain = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="torch")
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="onnx", read=False)
+    plain = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), rerank_backend="torch", read=False)
     result, reference = qa.search("What is the capital of France?"), plain.search("What is the capital of France?")
     assert result.settings["rerank_backend"] == "onnx" and reference.settings["rerank_backend"] == "torch"
     assert [h.id for h in result.hits] == [h.id for h in reference.hits]
@@ -295,7 +295,7 @@ def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, t
     assert (tmp_path / "onnx").is_dir()
 
     cascaded = QAPipeline.load(tiny_index, reranker=str(tiny_electra_cross_encoder), rerank_backend="torch",
-                               cascade_reranker=str(tiny_cross_encoder), cascade_keep=2)
+                               cascade_reranker=str(tiny_cross_encoder), cascade_keep=2, read=False)
     out = cascaded.search("What is the capital of France?")
     assert out.settings["rerank_backend"] == f"{tiny_cross_encoder} torch -> top 2 torch"
     assert len(out.hits) == 6
@@ -305,11 +305,20 @@ def test_default_on_cpu_screens_in_int8_and_rescores_the_top_in_fp32(tiny_index,
     from pipeline.qa import QAPipeline
 
     monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
-    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=3)
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=3, read=False)
     result = qa.search("What is the capital of France?")
     assert result.settings["rerank_backend"] == "onnx-int8 -> top 3 onnx"
     fp32 = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch")
     expected = fp32.score("What is the capital of France?", [h.text for h in result.hits[:3]])
     np.testing.assert_allclose([h.probability for h in result.hits[:3]], expected, atol=1e-5)
-    assert QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=0).search(
+    assert QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=0, read=False).search(
         "What is the capital of France?").settings["rerank_backend"] == "onnx-int8"
+
+
+def test_cascade_counts_a_question_asked_twice_in_one_call_once(tiny_cross_encoder, tiny_electra_cross_encoder):
+    first = Reranker.load(str(tiny_cross_encoder), device="cpu", cache_size=0)
+    main = Reranker.load(str(tiny_electra_cross_encoder), device="cpu", cache_size=0)
+    cascade = Cascade(first, main, keep=2)
+    once = cascade.score(QUESTION, PASSAGES)
+    twice = cascade.score_pairs([(QUESTION, p) for p in PASSAGES] * 2)
+    np.testing.assert_allclose(twice, np.concatenate([once, once]), atol=1e-6)
