@@ -33,6 +33,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .data import sha256_of
 from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -78,19 +79,11 @@ def entry_dir(model_dir: str | Path, variant: str, cache_dir: str | Path | None 
     return root / f"{slug}-{variant}-{cache_key(model_dir, variant)}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _valid(entry: Path) -> bool:
     try:
         meta = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
         model = entry / MODEL_FILE
-        return model.stat().st_size == meta["bytes"] and _sha256(model) == meta["sha256"]
+        return model.stat().st_size == meta["bytes"] and sha256_of(model) == meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -117,7 +110,7 @@ def onnx_model_file(
     try:
         _export(Path(model_dir), staging, variant, trust_remote_code=trust_remote_code, progress=progress)
         model = staging / MODEL_FILE
-        meta = {"bytes": model.stat().st_size, "sha256": _sha256(model), "variant": variant,
+        meta = {"bytes": model.stat().st_size, "sha256": sha256_of(model), "variant": variant,
                 "model_dir": str(Path(model_dir).resolve()), "format": EXPORT_FORMAT}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         if entry.exists():
