@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cascade import Cascade
 from .config import PipelineConfig, RerankBackend, RetrievalMode
 from .encoder import BiEncoder, pick_device
-from .cascade import Cascade
 from .errors import ConfigError, ModelNotFoundError, QueryError
 from .fusion import min_max
 from .index import SearchIndex
