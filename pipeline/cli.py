@@ -137,6 +137,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
     parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
     parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")
+    parser.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.4)")
+    parser.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
+    parser.add_argument("--rerank-weight", type=float,
+                        help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
 
 
 def pipeline_settings(args: argparse.Namespace) -> dict:
@@ -156,6 +160,9 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "int8_rescore": args.int8_rescore,
         "cascade_reranker": args.cascade_reranker,
         "cascade_keep": args.cascade_keep,
+        "dense_weight": args.dense_weight,
+        "rrf_k": args.rrf_k,
+        "rerank_weight": args.rerank_weight,
     }
 
 
@@ -288,7 +295,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes)
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
     settings = pipeline_settings(args)
-    settings.update(dense_weight=args.dense_weight, rrf_k=args.rrf_k, rerank_weight=args.rerank_weight)
     read = bool(args.reader) and not args.no_read
     settings["read"] = read  # reader figures only when a reader is named: --reader NAME|PATH
     if "rerank" not in modes:
@@ -343,9 +349,6 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)} (default all)")
     ev.add_argument("--sample", type=int, metavar="N", help="evaluate a fixed random sample of N questions (same for every mode)")
     ev.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
-    ev.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.4)")
-    ev.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
-    ev.add_argument("--rerank-weight", type=float, help="weight of the reranker probability against the fused score (default 0.5)")
     ev.add_argument("--batch-size", type=int, default=32, help="questions searched per batch (default 32)")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and count) questions whose gold paragraph is not in the index")
     ev.add_argument("--out", metavar="DIR", help="write report.md, metrics.json and plot.png here")
