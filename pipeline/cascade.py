@@ -45,7 +45,7 @@ class Cascade:
         return self.main.backend
 
     def describe(self) -> str:
-        """How the scores are made, e.g. ``onnx-int8 -> top 5 onnx`` (recorded in search results)."""
+        """How the scores are made, e.g. ``onnx-int8 -> top 3 onnx`` (recorded in search results)."""
         first = self.first.describe() if self.first.name == self.main.name else f"{self.first.name} {self.first.describe()}"
         return f"{first} -> top {self.keep} {self.main.describe()}"
 

@@ -133,7 +133,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         "torch (plain fp32), onnx, onnx-int8 ($QA_SEARCH_RERANK_BACKEND)",
     )
     parser.add_argument("--int8-rescore", type=int, metavar="N",
-                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 5; 0 = off)")
+                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 3; 0 = off)")
     parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
     parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
     parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")

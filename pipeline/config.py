@@ -182,7 +182,7 @@ class PipelineConfig:
     score_cache_size: int = 10_000
     cascade_reranker: str | None = None
     cascade_keep: int = 10
-    int8_rescore: int = 5
+    int8_rescore: int = 3
 
     def __post_init__(self) -> None:
         self.mode = RetrievalMode.parse(self.mode)
