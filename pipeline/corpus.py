@@ -150,6 +150,15 @@ class Tokenizer(Protocol):  # the part of a Hugging Face fast tokenizer we use
     def __call__(self, text: str, **kwargs: Any) -> Any: ...
 
 
+def squad_paragraph_id(title: str, paragraph: int) -> str:
+    """The id of paragraph ``paragraph`` of SQuAD article ``title``: ``"{title}#{paragraph}"``.
+
+    The SQuAD reader gives paragraphs this id and the evaluation maps each question's
+    gold paragraph to it, so both must come from here.
+    """
+    return f"{title}#{paragraph}"
+
+
 def clean_text(text: str) -> str:
     """Unicode NFC, every run of white space collapsed to one space, trimmed."""
     return " ".join(unicodedata.normalize("NFC", text).split())
@@ -240,7 +249,7 @@ def _read_squad(path: Path) -> Iterator[_Record | BadRecord]:
             if not isinstance(context, str):
                 yield BadRecord(str(path), a + 1, f'article {a} ({title}) paragraph {p} has no "context" string')
                 continue
-            yield _Record(f"{title}#{p}", title, context, {"article": a, "paragraph": p}, str(path), a + 1)
+            yield _Record(squad_paragraph_id(title, p), title, context, {"article": a, "paragraph": p}, str(path), a + 1)
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .corpus import squad_paragraph_id
 from .errors import ConfigError, CorpusError
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
@@ -45,7 +46,7 @@ class Question:
     @property
     def gold_id(self) -> str:
         """Id of the paragraph that holds the answer (the corpus reader's SQuAD id)."""
-        return f"{self.title}#{self.paragraph}"
+        return squad_paragraph_id(self.title, self.paragraph)
 
 
 def parse_articles(spec: str | None) -> list[int] | None:

@@ -77,6 +77,18 @@ def _tokenizer(minilm_path: Path):
     return AutoTokenizer.from_pretrained(str(minilm_path))
 
 
+def _tiny_shape(tok, **extra) -> dict:
+    """Config arguments of every tiny random model here: 2 layers, hidden 32, the MiniLM vocabulary."""
+    return dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=512, **extra)
+
+
+def _save(model, tok, directory: Path) -> Path:
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
 def make_tiny_bi_encoder(directory: Path, minilm_path: Path, seed: int = 0) -> Path:
     """A 2-layer, 32-d random BERT bi-encoder (mean pooling) saved as a sentence-transformers model."""
     import torch
@@ -86,13 +98,7 @@ def make_tiny_bi_encoder(directory: Path, minilm_path: Path, seed: int = 0) -> P
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)
-    config = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
-    )
-    raw = directory / "hf"
-    BertModel(config).save_pretrained(raw)
-    tok.save_pretrained(raw)
+    raw = _save(BertModel(BertConfig(**_tiny_shape(tok))), tok, directory / "hf")
     transformer = Transformer(str(raw), max_seq_length=128)
     pooling = Pooling(transformer.get_embedding_dimension(), "mean")
     out = directory / "st"
@@ -109,8 +115,7 @@ def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: i
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)
-    common = dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=512, num_labels=num_labels)
+    common = _tiny_shape(tok, num_labels=num_labels)
     if id2label:
         common["id2label"] = dict(id2label)
         common["label2id"] = {v: k for k, v in id2label.items()}
@@ -118,9 +123,7 @@ def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: i
         model = ElectraForSequenceClassification(ElectraConfig(embedding_size=32, **common))
     else:
         model = BertForSequenceClassification(BertConfig(**common))
-    model.save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return _save(model, tok, directory)
 
 
 @pytest.fixture(scope="session")
@@ -185,15 +188,12 @@ def make_tiny_reader(directory: Path, minilm_path: Path, *, arch: str = "electra
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)
-    common = dict(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=512)
+    common = _tiny_shape(tok)
     if arch == "electra":
         model = ElectraForQuestionAnswering(ElectraConfig(embedding_size=32, **common))
     else:
         model = BertForQuestionAnswering(BertConfig(**common))
-    model.save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return _save(model, tok, directory)
 
 
 def make_keyword_reader(directory: Path, minilm_path: Path, start_word: str, end_word: str, *,
