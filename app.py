@@ -9,7 +9,7 @@ It calls only the public pipeline API (``QAPipeline.load`` / ``search``);
 models and indexes are loaded once per process (``st.cache_resource``) and a
 repeated search is answered from a cache (``st.cache_data``). Every piece of
 paragraph text is HTML-escaped before highlights are added
-(:mod:`pipeline.highlight`).
+(:mod:`pipeline.apps.ui.highlight`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pipeline import (
     RetrievalMode,
     SearchResult,
 )
-from pipeline.highlight import escape, escape_markdown, highlight_html
+from pipeline.apps.ui.highlight import escape, escape_markdown, highlight_html
 
 REPO = Path(__file__).resolve().parent
 INDEXES_DIR = Path("indexes")

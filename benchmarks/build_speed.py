@@ -49,8 +49,8 @@ def faiss_only(index_dir: str, kinds: list[str], repeat: int) -> list[dict]:
 
     import faiss
 
-    from pipeline.dense import DenseIndex
     from pipeline.index import SearchIndex
+    from pipeline.index.dense import DenseIndex
 
     dense = SearchIndex.load(index_dir).dense
     vectors = dense.index.reconstruct_n(0, len(dense))
@@ -71,7 +71,7 @@ def faiss_only(index_dir: str, kinds: list[str], repeat: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     from pipeline.config import DEFAULT_BI_ENCODER
-    from pipeline.questions import parse_articles
+    from pipeline.eval.questions import parse_articles
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="SQuAD-format JSON")

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from pipeline.read import Reader  # noqa: E402
-from pipeline.squad_metrics import GoldQuestion, oracle_reader_metrics  # noqa: E402
+from pipeline.eval.squad_metrics import GoldQuestion, oracle_reader_metrics  # noqa: E402
+from pipeline.read.reader import Reader  # noqa: E402
 
 TOLERANCE = 2.0  # points of EM / F1
 

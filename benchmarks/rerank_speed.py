@@ -78,8 +78,8 @@ def load_questions(data: Path, n: int) -> list[dict]:
 
 
 def candidate_pairs(index_dir: Path, questions: list[dict]) -> list[list[dict]]:
-    from pipeline.encoder import BiEncoder
     from pipeline.index import SearchIndex
+    from pipeline.models.encoder import BiEncoder
     from pipeline.retrieve import Retriever
 
     index = SearchIndex.load(index_dir)
@@ -98,7 +98,7 @@ def ensure_index(args) -> Path:
     if (PREBUILT_INDEX / "manifest.json").is_file():
         return PREBUILT_INDEX
     from pipeline.index import build_index
-    from pipeline.onnx_export import default_cache_dir
+    from pipeline.rerank.onnx_export import default_cache_dir
 
     built = default_cache_dir().parent / "bench" / "squad-dev-index"
     if not (built / "manifest.json").is_file():
@@ -108,13 +108,17 @@ def ensure_index(args) -> Path:
 
 def random_electra_base(tokenizer_from: Path) -> Path:
     """ElectraForSequenceClassification with cross-encoder/qnli-electra-base's shape, random weights (seed 0), kept for reuse."""
-    from pipeline.onnx_export import default_cache_dir
+    from pipeline.rerank.onnx_export import default_cache_dir
 
     path = default_cache_dir().parent / "bench" / "electra-base-random-seed0"
     if (path / "config.json").is_file():
         return path
     import torch
-    from transformers import AutoTokenizer, ElectraConfig, ElectraForSequenceClassification
+    from transformers import (
+        AutoTokenizer,
+        ElectraConfig,
+        ElectraForSequenceClassification,
+    )
 
     torch.manual_seed(0)
     config = ElectraConfig(vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12,
@@ -144,8 +148,8 @@ def make_configs(model: Path, size: str, args, standin: Path):
     import torch
     from sentence_transformers import CrossEncoder
 
-    from pipeline.cascade import Cascade
-    from pipeline.rerank import Reranker
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
 
     def reranker(backend, cache=0):
         return Reranker.load(str(model), device="cpu", backend=backend, threads=args.threads, cache_size=cache)
@@ -195,7 +199,7 @@ def fidelity(standin: Path, questions, candidates, args) -> dict:
     from ranx import Qrels, Run, evaluate
     from scipy.stats import kendalltau
 
-    from pipeline.rerank import Reranker
+    from pipeline.rerank.reranker import Reranker
 
     pairs = [(q["question"], c["text"]) for q, cands in zip(questions, candidates) for c in cands]
     reference = Reranker.load(str(standin), device="cpu", backend="torch", threads=args.threads, cache_size=0)
@@ -246,7 +250,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from pipeline.rerank_backends import default_threads
+    from pipeline.models.device import default_threads
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.questions import load_questions, sample_questions  # noqa: E402
 
 STAGES = ("bm25", "dense", "fusion", "rerank", "total")
 

@@ -2,7 +2,7 @@
 
 BM25 and dense top-``depth`` lists are retrieved once per question through the
 public pipeline API (``mode="bm25"`` / ``"dense"``, no reranker), then re-fused
-offline with :mod:`pipeline.fusion` for every setting; the pipeline's own
+offline with :mod:`pipeline.retrieve.fusion` for every setting; the pipeline's own
 hybrid run with its configured fusion is measured too, as the baseline, so the
 offline fusion can be checked against it (same figures for the same setting).
 
@@ -21,10 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.evaluation import DEPTH, gold_paragraphs, paragraph_ranking, retrieval_metrics  # noqa: E402
-from pipeline.fusion import reciprocal_rank_fusion, weighted_fusion  # noqa: E402
+from pipeline.eval.evaluation import (  # noqa: E402
+    DEPTH,
+    gold_paragraphs,
+    paragraph_ranking,
+    retrieval_metrics,
+)
+from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion  # noqa: E402
 
 SHOWN = ("recall@1", "recall@5", "recall@20", "mrr@10", "ndcg@10")
 

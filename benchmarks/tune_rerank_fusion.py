@@ -22,10 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.evaluation import DEPTH, extend_ranking, gold_paragraphs, paragraph_ranking, retrieval_metrics  # noqa: E402
-from pipeline.fusion import min_max  # noqa: E402
+from pipeline.eval.evaluation import (  # noqa: E402
+    DEPTH,
+    extend_ranking,
+    gold_paragraphs,
+    paragraph_ranking,
+    retrieval_metrics,
+)
+from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.retrieve.fusion import min_max  # noqa: E402
 
 SHOWN = ("recall@1", "recall@5", "mrr@10", "ndcg@10")
 

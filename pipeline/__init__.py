@@ -7,8 +7,8 @@ Three lines from an index to answerable paragraphs::
     print(qa.search("Which NFL team represented the AFC at Super Bowl 50?").hits[0].title)
 """
 
-from .config import FaissKind, FusionMethod, PipelineConfig, RetrievalMode
-from .errors import (
+from pipeline.config import FaissKind, FusionMethod, PipelineConfig, RetrievalMode
+from pipeline.errors import (
     ConfigError,
     CorpusError,
     DataError,
@@ -18,9 +18,9 @@ from .errors import (
     QASearchError,
     QueryError,
 )
-from .index import SearchIndex, add_to_index, build_index
-from .qa import QAPipeline
-from .results import Answer, BestAnswer, Hit, SearchResult
+from pipeline.index import SearchIndex, add_to_index, build_index
+from pipeline.qa import QAPipeline
+from pipeline.results import Answer, BestAnswer, Hit, SearchResult
 
 __all__ = [
     "Answer",

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from pipeline.errors import ConfigError
 
 
-class _ChoiceEnum(str, Enum):
+class ChoiceEnum(str, Enum):
     """A string enum whose parse errors list the valid values."""
 
     @classmethod
-    def parse(cls, value: "str | _ChoiceEnum") -> "_ChoiceEnum":
+    def parse(cls, value: "str | ChoiceEnum") -> "ChoiceEnum":
         if isinstance(value, cls):
             return value
         text = str(value).strip().lower()
@@ -42,7 +42,7 @@ class _ChoiceEnum(str, Enum):
         return self.value
 
 
-class RetrievalMode(_ChoiceEnum):
+class RetrievalMode(ChoiceEnum):
     """Retrieval mode."""
 
     BM25 = "bm25"
@@ -50,14 +50,14 @@ class RetrievalMode(_ChoiceEnum):
     HYBRID = "hybrid"
 
 
-class FusionMethod(_ChoiceEnum):
+class FusionMethod(ChoiceEnum):
     """Fusion method."""
 
     RRF = "rrf"
     WEIGHTED = "weighted"
 
 
-class FaissKind(_ChoiceEnum):
+class FaissKind(ChoiceEnum):
     """FAISS index kind."""
 
     FLAT = "flat"
@@ -65,7 +65,7 @@ class FaissKind(_ChoiceEnum):
     IVF_PQ = "ivf-pq"
 
 
-class RerankBackend(_ChoiceEnum):
+class RerankBackend(ChoiceEnum):
     """Rerank backend.
 
     ``auto`` picks ONNX Runtime with dynamic int8 quantisation on a CPU (when

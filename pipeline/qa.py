@@ -24,17 +24,18 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cascade import Cascade
-from .config import PipelineConfig, RerankBackend, RetrievalMode
-from .encoder import BiEncoder, pick_device
-from .errors import ConfigError, ModelNotFoundError, QueryError
-from .fusion import min_max
-from .index import SearchIndex
-from .read import Reader
-from .rerank import Reranker
-from .rerank_backends import choose_backend
-from .results import BestAnswer, Hit, SearchResult
-from .retrieve import Candidate, Retriever
+from pipeline.config import PipelineConfig, RerankBackend, RetrievalMode
+from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
+from pipeline.index import SearchIndex
+from pipeline.models.device import pick_device
+from pipeline.models.encoder import BiEncoder
+from pipeline.read.reader import Reader
+from pipeline.rerank.backends import choose_backend
+from pipeline.rerank.cascade import Cascade
+from pipeline.rerank.reranker import Reranker
+from pipeline.results import BestAnswer, Hit, SearchResult
+from pipeline.retrieve import Candidate, Retriever
+from pipeline.retrieve.fusion import min_max
 
 logger = logging.getLogger(__name__)
 

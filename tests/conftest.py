@@ -110,8 +110,12 @@ def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: i
                             arch: str = "bert", seed: int = 0) -> Path:
     """A tiny random sequence classifier (BERT or ELECTRA) that sentence-transformers' CrossEncoder loads."""
     import torch
-    from transformers import (BertConfig, BertForSequenceClassification, ElectraConfig,
-                              ElectraForSequenceClassification)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        ElectraConfig,
+        ElectraForSequenceClassification,
+    )
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)
@@ -184,7 +188,12 @@ def tiny_index(tmp_path_factory, small_corpus, tiny_bi_encoder) -> Path:
 def make_tiny_reader(directory: Path, minilm_path: Path, *, arch: str = "electra", seed: int = 0) -> Path:
     """A tiny random extractive QA model (ELECTRA or BERT span head) with the MiniLM fast tokenizer."""
     import torch
-    from transformers import BertConfig, BertForQuestionAnswering, ElectraConfig, ElectraForQuestionAnswering
+    from transformers import (
+        BertConfig,
+        BertForQuestionAnswering,
+        ElectraConfig,
+        ElectraForQuestionAnswering,
+    )
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)

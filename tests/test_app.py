@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SUPER_BOWL_QUESTION
 from streamlit.testing.v1 import AppTest
 
 from pipeline.index import build_index
-
-from conftest import REPO, SUPER_BOWL_QUESTION
 
 APP = str(REPO / "app.py")
 TIMEOUT = 600  # seconds per script run: loading real weights on a busy 2-core machine

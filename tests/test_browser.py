@@ -24,8 +24,8 @@ from typing import Iterator
 
 import httpx
 import pytest
-
 from conftest import REPO, SUPER_BOWL_QUESTION
+
 from pipeline.index import build_index
 
 CHROMIUM = Path(os.environ.get("QA_SEARCH_CHROMIUM", "/usr/bin/chromium"))

@@ -1,9 +1,9 @@
 import json
 
 import pytest
-
 from conftest import SUPER_BOWL_QUESTION
-from pipeline.cli import main
+
+from pipeline.apps.cli import main
 
 
 def test_build_and_search_json(tmp_path, small_corpus, tiny_bi_encoder, tiny_cross_encoder, capsys):

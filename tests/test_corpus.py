@@ -2,7 +2,13 @@ import json
 
 import pytest
 
-from pipeline.corpus import CorpusFormat, clean_text, detect_format, load_corpus, split_windows
+from pipeline.corpus import (
+    CorpusFormat,
+    clean_text,
+    detect_format,
+    load_corpus,
+    split_windows,
+)
 from pipeline.errors import ConfigError, CorpusError
 
 

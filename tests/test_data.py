@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from pipeline.data import DATASETS, Dataset, fetch_dataset
+from pipeline.datasets import DATASETS, Dataset, fetch_dataset
 from pipeline.errors import ChecksumError, DataError
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.apps.cli import main
 from pipeline.errors import ConfigError, CorpusError
-from pipeline.evaluation import (
+from pipeline.eval.evaluation import (
     METRICS,
     MissingGoldError,
     TopHit,
@@ -22,8 +22,8 @@ from pipeline.evaluation import (
     parse_modes,
     retrieval_metrics,
 )
-from pipeline.pairs import read_pairs
-from pipeline.questions import load_questions, parse_articles, sample_questions
+from pipeline.eval.pairs import read_pairs
+from pipeline.eval.questions import load_questions, parse_articles, sample_questions
 from pipeline.results import Hit
 
 # --------------------------------------------------------------------------- hand-made data

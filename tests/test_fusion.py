@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
+from pipeline.retrieve.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 
 
 def test_rrf_hand_computed():

@@ -8,7 +8,13 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.highlight import escape, escape_markdown, highlight_html, question_terms, term_spans
+from pipeline.apps.ui.highlight import (
+    escape,
+    escape_markdown,
+    highlight_html,
+    question_terms,
+    term_spans,
+)
 
 TAG = re.compile(r"</?mark[^>]*>")
 

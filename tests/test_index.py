@@ -5,9 +5,14 @@ import numpy as np
 import pytest
 
 from pipeline.corpus import Passage
-from pipeline.encoder import BiEncoder
-from pipeline.errors import CorpusError, IndexMismatchError, IndexNotFoundError, QASearchError
+from pipeline.errors import (
+    CorpusError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    QASearchError,
+)
 from pipeline.index import SearchIndex, add_to_index, build_index
+from pipeline.models.encoder import BiEncoder
 
 
 def digest_tree(path):
@@ -64,7 +69,7 @@ def test_interrupted_rebuild_leaves_old_index_intact(tmp_path, small_corpus, tin
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipeline.dense.DenseIndex.save", interrupted)
+    monkeypatch.setattr("pipeline.index.dense.DenseIndex.save", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
     assert digest_tree(out) == before

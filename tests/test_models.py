@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.errors import ModelNotFoundError
-from pipeline.models import resolve_model
+from pipeline.models.resolve import resolve_model
 
 
 def test_local_directory(tiny_cross_encoder):

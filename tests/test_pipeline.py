@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import SUPER_BOWL_QUESTION
+
 from pipeline import QAPipeline, build_index
 from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import SUPER_BOWL_QUESTION, make_keyword_reader
+
 from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError, ModelNotFoundError
-from pipeline.read import Reader
+from pipeline.read.reader import Reader
 
 UNICODE_TEXT = "  \n\t Visit Zürich — café culture, said the guide."
 UNICODE_QUESTION = "Is Zürich a café town?"
@@ -194,7 +194,7 @@ def test_reader_switched_off_per_search_and_at_load(reading_pipeline, tiny_index
 
 
 def test_cli_prints_the_answer_in_json_and_in_the_table(tiny_index, tiny_cross_encoder, capital_reader, capsys):
-    from pipeline.cli import main
+    from pipeline.apps.cli import main
 
     common = ["search", QUESTION, "--index", str(tiny_index), "--reranker", str(tiny_cross_encoder),
               "--reader", str(capital_reader), "--mode", "bm25", "--threshold", "0"]
@@ -239,7 +239,7 @@ def test_end_to_end_best_answer_on_squad(tmp_path, squad_slice, minilm_path, sta
 
 
 def test_squad_scores_use_the_official_normalisation_and_all_gold_answers():
-    from pipeline.squad_metrics import squad_scores
+    from pipeline.eval.squad_metrics import squad_scores
 
     scores = squad_scores(["The Denver Broncos!", "Panthers", None], [["Denver Broncos"], ["x", "Carolina Panthers"], ["50"]])
     assert scores.exact_match == pytest.approx(100 / 3, abs=0.01)
@@ -252,7 +252,7 @@ def test_squad_scores_use_the_official_normalisation_and_all_gold_answers():
 def test_oracle_reads_each_gold_paragraph(zurich_reader):
     from types import SimpleNamespace
 
-    from pipeline.squad_metrics import oracle_reader_metrics
+    from pipeline.eval.squad_metrics import oracle_reader_metrics
 
     questions = [
         SimpleNamespace(text=UNICODE_QUESTION, context=UNICODE_TEXT, answers=["Zürich — café", "Zürich"]),

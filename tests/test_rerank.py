@@ -3,7 +3,12 @@ import pytest
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.rerank import Reranker, model_token_limit, positive_label, to_probabilities
+from pipeline.rerank.reranker import (
+    Reranker,
+    model_token_limit,
+    positive_label,
+    to_probabilities,
+)
 
 
 def _raw_logits(model_dir, pairs):

@@ -8,12 +8,17 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline import onnx_export
-from pipeline.cascade import Cascade
+import pipeline.rerank.onnx_export as onnx_export
 from pipeline.config import PipelineConfig, RerankBackend
 from pipeline.errors import ConfigError
-from pipeline.rerank import BATCH_LENGTH_RATIO, Reranker, length_batches, to_probabilities
-from pipeline.rerank_backends import choose_backend
+from pipeline.rerank.backends import choose_backend
+from pipeline.rerank.cascade import Cascade
+from pipeline.rerank.reranker import (
+    BATCH_LENGTH_RATIO,
+    Reranker,
+    length_batches,
+    to_probabilities,
+)
 
 QUESTION = "How many people live in Berlin?"
 PASSAGES = [
@@ -210,7 +215,7 @@ def test_export_cache_is_reused_and_damaged_entries_rebuilt(tiny_cross_encoder, 
 
     model = entry / "model.onnx"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])  # truncated by a crash or a full disk
-    with caplog.at_level(logging.WARNING, logger="pipeline.onnx_export"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.rerank.onnx_export"):
         np.testing.assert_allclose(load(tiny_cross_encoder, "onnx", tmp_path).score(QUESTION, PASSAGES), scores, atol=1e-6)
     assert exports == ["fp32", "fp32"] and "damaged" in caplog.text
 
@@ -238,13 +243,13 @@ def test_default_cache_dir_honours_qa_search_cache(tmp_path, monkeypatch):
 
 
 def test_auto_backend_choice_and_fallback(monkeypatch, caplog):
-    from pipeline import rerank_backends
+    import pipeline.rerank.backends as rerank_backends
 
     assert choose_backend("auto", "cpu") is RerankBackend.ONNX_INT8
     assert choose_backend("auto", "cuda") is RerankBackend.TORCH
     assert choose_backend("onnx", "cpu") is RerankBackend.ONNX
     monkeypatch.setattr(rerank_backends, "onnx_available", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="pipeline.rerank_backends"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.rerank.backends"):
         assert choose_backend("auto", "cpu") is RerankBackend.TORCH
     assert "onnxruntime" in caplog.text
     with pytest.raises(ConfigError, match="--rerank-backend torch"):
@@ -268,7 +273,7 @@ def test_config_settings_parse_and_validate():
 
 
 def test_cli_passes_the_fast_settings():
-    from pipeline.cli import build_parser, pipeline_settings
+    from pipeline.apps.cli import build_parser, pipeline_settings
 
     args = build_parser().parse_args(
         ["search", "q", "--rerank-backend", "onnx", "--threads", "2", "--cascade-reranker", "x", "--cascade-keep", "5",

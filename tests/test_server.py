@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.batching import MicroBatcher
+from pipeline.apps.server.service import ServerSettings, create_app
 from pipeline.errors import ConfigError
 from pipeline.qa import QAPipeline
-from pipeline.rerank import Reranker
-from pipeline.server import ServerSettings, create_app
+from pipeline.rerank.batching import MicroBatcher
+from pipeline.rerank.reranker import Reranker
 
 QUESTION = "What is the capital of Germany?"
 DOCS = [
@@ -543,7 +543,7 @@ def test_uvicorn_serves_on_loopback(make_app):
 
 
 def test_serve_command_reports_a_missing_index(tmp_path, capsys):
-    from pipeline.cli import main
+    from pipeline.apps.cli import main
 
     assert main(["serve", "--index", str(tmp_path / "nope"), "--port", "1"]) == 2
     assert "error:" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""``qa-search build``: build an index from a corpus, or ``--add`` a corpus to one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.apps.cli.common import choices
+from pipeline.config import DEFAULT_BI_ENCODER, FaissKind
+from pipeline.errors import QASearchError
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from pipeline.index import add_to_index, build_index
+
+    progress = not args.quiet
+    if args.add:
+        report = add_to_index(
+            args.index,
+            args.add,
+            bi_encoder=args.bi_encoder,
+            fmt=args.format,
+            strict=not args.skip_bad_records,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
+        verb = "Added"
+    else:
+        if not args.corpus:
+            raise QASearchError("Pass --corpus PATH to build an index, or --add PATH to extend one.")
+        report = build_index(
+            args.corpus,
+            args.index,
+            bi_encoder=args.bi_encoder or DEFAULT_BI_ENCODER,
+            faiss_kind=args.faiss,
+            fmt=args.format,
+            strict=not args.skip_bad_records,
+            max_tokens=args.window_tokens,
+            overlap=args.window_overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            progress=progress,
+        )
+        verb = "Built"
+    print(
+        f"{verb} {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
+        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
+    )
+    print(f"Corpus: {report.corpus.summary()}.")
+    for bad in report.corpus.bad_records[:20]:
+        print(f"  skipped {bad.path}:{bad.line}: {bad.reason}", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser("build", help="build a BM25 + FAISS index from a corpus (or --add to one)")
+    build.add_argument("--corpus", metavar="PATH", help="SQuAD JSON, JSON Lines, a folder of .txt/.md, or WikiExtractor output")
+    build.add_argument("--index", required=True, metavar="DIR", help="index directory, e.g. indexes/squad-dev")
+    build.add_argument("--add", metavar="PATH", help="append this corpus to the existing index (old passages are not re-embedded)")
+    build.add_argument("--format", default="auto", choices=["auto", "squad", "jsonl", "folder", "wikiextractor"])
+    build.add_argument("--bi-encoder", metavar="NAME|PATH", help=f"sentence-transformers model (default {DEFAULT_BI_ENCODER})")
+    build.add_argument("--faiss", default="flat", choices=choices(FaissKind), help="FAISS index kind (default flat)")
+    build.add_argument("--window-tokens", type=int, default=448, help="split longer paragraphs into windows of this many tokens")
+    build.add_argument("--window-overlap", type=int, default=64, help="tokens shared by consecutive windows")
+    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    build.add_argument("--skip-bad-records", action="store_true", help="skip malformed records (counted and listed) instead of stopping")
+    build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(handler=_cmd_build)

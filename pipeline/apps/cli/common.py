@@ -1,0 +1,65 @@
+"""Options shared by every command that loads a pipeline, and the settings they make."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from pipeline.config import DEFAULT_READER, FusionMethod, RerankBackend, RetrievalMode
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def choices(enum) -> list[str]:
+    return [m.value for m in enum]
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command that loads a :class:`QAPipeline` shares."""
+    parser.add_argument("--index", default="indexes/squad-dev", metavar="DIR", help="index directory (default indexes/squad-dev)")
+    parser.add_argument("--mode", choices=choices(RetrievalMode), help="retrieval mode (default hybrid)")
+    parser.add_argument("--fusion", choices=choices(FusionMethod), help="hybrid fusion (default weighted)")
+    parser.add_argument("--reranker", metavar="NAME|PATH", help="cross-encoder (default $QA_SEARCH_RERANKER or cross-encoder/qnli-electra-base)")
+    parser.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
+    parser.add_argument("--reader", metavar="NAME|PATH", help=f"extractive QA model that marks the answer (default $QA_SEARCH_READER or {DEFAULT_READER})")
+    parser.add_argument("--no-read", action="store_true", help="skip the reader (no answer spans)")
+    parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
+    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
+    parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument(
+        "--rerank-backend", choices=choices(RerankBackend),
+        help="cross-encoder engine: auto (default: ONNX Runtime int8 on a CPU, PyTorch on a GPU), "
+        "torch (plain fp32), onnx, onnx-int8 ($QA_SEARCH_RERANK_BACKEND)",
+    )
+    parser.add_argument("--int8-rescore", type=int, metavar="N",
+                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 3; 0 = off)")
+    parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
+    parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
+    parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")
+    parser.add_argument("--dense-weight", type=float, help="dense weight of --fusion weighted (default 0.4)")
+    parser.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
+    parser.add_argument("--rerank-weight", type=float,
+                        help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
+
+
+def pipeline_settings(args: argparse.Namespace) -> dict:
+    return {
+        "mode": args.mode,
+        "fusion": args.fusion,
+        "reranker": args.reranker,
+        "rerank": False if args.no_rerank else None,
+        "reader": args.reader,
+        "read": False if args.no_read else None,
+        "bi_encoder": args.bi_encoder,
+        "candidates": args.candidates,
+        "threshold": args.threshold,
+        "device": args.device,
+        "rerank_backend": args.rerank_backend,
+        "threads": args.threads,
+        "int8_rescore": args.int8_rescore,
+        "cascade_reranker": args.cascade_reranker,
+        "cascade_keep": args.cascade_keep,
+        "dense_weight": args.dense_weight,
+        "rrf_k": args.rrf_k,
+        "rerank_weight": args.rerank_weight,
+    }

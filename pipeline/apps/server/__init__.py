@@ -1,0 +1,1 @@
+"""``qa-search serve``: the HTTP API (FastAPI) over the same pipeline as the CLI and the UI."""

@@ -1,0 +1,1 @@
+"""The Streamlit web page (run through the top-level ``app.py``) and its HTML rendering."""

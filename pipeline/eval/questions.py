@@ -1,0 +1,126 @@
+"""Questions of a SQuAD-format file (v1.1 or v2.0) with their gold paragraph, selected by article.
+
+A question's gold paragraph id is ``"{title}#{paragraph index}"``, the id the
+SQuAD corpus reader (:mod:`pipeline.corpus`) gives that paragraph in an index.
+SQuAD v2.0 questions marked ``is_impossible`` have no answer in their paragraph:
+:attr:`Question.answerable` is ``False`` for them.
+
+Example::
+
+    >>> from pipeline.eval.questions import load_questions, parse_articles
+    >>> parse_articles("24-47,50")[:2]
+    [24, 25]
+    >>> qs = load_questions("data/dev-v1.1.json", articles="24-47")   # doctest: +SKIP
+    >>> len(qs), qs[0].gold_id                                           # doctest: +SKIP
+    (4874, 'Economic_inequality#0')
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.corpus import squad_paragraph_id
+from pipeline.errors import ConfigError, CorpusError
+
+_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question with where its answer lives."""
+
+    id: str
+    text: str
+    title: str
+    article: int
+    paragraph: int
+    context: str
+    answers: tuple[str, ...] = field(default_factory=tuple)
+    answerable: bool = True
+
+    @property
+    def gold_id(self) -> str:
+        """Id of the paragraph that holds the answer (the corpus reader's SQuAD id)."""
+        return squad_paragraph_id(self.title, self.paragraph)
+
+
+def parse_articles(spec: str | None) -> list[int] | None:
+    """``"24-47"`` / ``"0-23,30"`` → sorted article indices; ``None`` or ``""`` → ``None`` (all)."""
+    if spec is None or not str(spec).strip():
+        return None
+    chosen: set[int] = set()
+    for part in str(spec).split(","):
+        match = _RANGE.match(part)
+        if not match:
+            raise ConfigError(f"Bad article range {part.strip()!r} in {spec!r}; use e.g. 24-47 or 0-23,30.")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"Bad article range {part.strip()!r}: the end is before the start.")
+        chosen.update(range(low, high + 1))
+    return sorted(chosen)
+
+
+def load_questions(path: str | Path, articles: str | Sequence[int] | None = None) -> list[Question]:
+    """Every question of the SQuAD-format file at ``path``, of the chosen articles (all by default).
+
+    Raises :class:`CorpusError` for a file that is not SQuAD format and
+    :class:`ConfigError` when an asked-for article does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CorpusError("no such questions file", path=str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"not a SQuAD JSON file ({exc})", path=str(path)) from exc
+    documents = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(documents, list):
+        raise CorpusError('not SQuAD format: expected an object with a "data" list', path=str(path))
+    wanted = parse_articles(articles) if isinstance(articles, str) or articles is None else sorted(set(articles))
+    if wanted is not None:
+        missing = [a for a in wanted if not 0 <= a < len(documents)]
+        if missing:
+            raise ConfigError(
+                f"{path} has articles 0-{len(documents) - 1}; asked for {missing[0]}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                + "."
+            )
+    questions: list[Question] = []
+    for a in wanted if wanted is not None else range(len(documents)):
+        article = documents[a]
+        try:
+            title = article["title"]
+            for p, paragraph in enumerate(article["paragraphs"]):
+                for qa in paragraph["qas"]:
+                    impossible = bool(qa.get("is_impossible", False))
+                    questions.append(
+                        Question(
+                            id=str(qa["id"]),
+                            text=qa["question"],
+                            title=title,
+                            article=a,
+                            paragraph=p,
+                            context=paragraph["context"],
+                            answers=tuple(ans["text"] for ans in qa.get("answers", [])),
+                            answerable=not impossible,
+                        )
+                    )
+        except (KeyError, TypeError) as exc:
+            raise CorpusError(f"article {a} is not SQuAD format (missing {exc})", path=str(path)) from exc
+    return questions
+
+
+def sample_questions(questions: Sequence[Question], n: int | None, seed: int = 0) -> list[Question]:
+    """A fixed random sample of ``n`` questions (all of them when ``n`` is ``None`` or not smaller), in file order."""
+    if n is None or n >= len(questions):
+        return list(questions)
+    if n < 1:
+        raise ConfigError(f"--sample must be a positive whole number, got {n}.")
+    keep = sorted(random.Random(seed).sample(range(len(questions)), n))
+    return [questions[i] for i in keep]

@@ -1,0 +1,152 @@
+"""Write an evaluation's figures: a Markdown report, ``metrics.json`` and a PNG plot.
+
+Example::
+
+    >>> from pipeline.eval.report import markdown_report, write_outputs   # doctest: +SKIP
+    >>> print(markdown_report(result))                                    # doctest: +SKIP
+    >>> write_outputs(result, "eval-out/heldout")                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline.eval.evaluation import METRICS, RECALL_KS, EvalResult
+
+VERSIONED = (
+    "qa-search", "torch", "transformers", "sentence-transformers", "faiss-cpu", "rank-bm25", "ranx", "scikit-learn",
+    "torchmetrics",
+)  # fmt: skip
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the installed versions of the packages the figures depend on."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown_report(result: EvalResult) -> str:
+    """The figures as Markdown tables (percentages), with the settings that made them."""
+    cfg = result.config
+    lines = [
+        "## Retrieval and reranking",
+        "",
+        f"{cfg.get('answerable_questions')} questions (articles {cfg.get('articles') or 'all'} of "
+        f"`{cfg.get('questions_file')}`"
+        + (f", sample of {cfg['sample']} with seed {cfg.get('seed')}" if cfg.get("sample") else "")
+        + f"); index `{cfg.get('index')}`"
+        + (f"; reranker `{cfg.get('reranker')}` over the hybrid top {cfg.get('candidates')}" if cfg.get("candidates") else "")
+        + ". Figures in %.",
+        "",
+    ]
+    header = ["mode"] + [m.replace("recall", "R").replace("mrr", "MRR").replace("ndcg", "nDCG") for m in METRICS]
+    rows = [[mode] + [_pct(scores[m]) for m in METRICS] for mode, scores in result.modes.items()]
+    lines += _table(header, rows)
+    if cfg.get("missing_gold"):
+        lines += ["", f"{cfg['missing_gold']} question(s) were skipped: their gold paragraph is not in the index."]
+    ans = result.answerability
+    if ans:
+        lines += ["", "## Answerability (the reranker's top paragraph)", ""]
+        rows = [
+            ["questions", str(ans["questions"])],
+            ["top paragraph is the gold one", str(ans["top_is_gold"])],
+            [f"flagged answerable (probability >= {ans['threshold']})", str(ans["flagged"])],
+            ["precision of the flag", _pct(ans["precision"])],
+            ["recall of the flag", _pct(ans["recall"])],
+            ["F1", _pct(ans["f1"])],
+            ["answered correctly (flagged gold / answerable questions)", _pct(ans["answered_correctly"])],
+            ["best threshold (max F1)", "-" if ans["best_threshold"] is None else f"{ans['best_threshold']:.3f}"],
+            ["F1 / precision / recall there", " / ".join(_pct(ans[k]) for k in ("best_f1", "best_precision", "best_recall"))],
+        ]
+        if ans.get("unanswerable_questions"):
+            rows += [
+                ["unanswerable questions (SQuAD v2.0)", str(ans["unanswerable_questions"])],
+                ["false-answer rate", _pct(ans["false_answer_rate"])],
+                ["AUROC answerable vs unanswerable", "-" if ans["auroc"] is None else f"{ans['auroc']:.4f}"],
+            ]
+        lines += _table(["figure", "value"], rows)
+    if result.reader:
+        lines += ["", "## Reader (exact match / F1, official SQuAD normalisation)", ""]
+        rows = [
+            [name, _pct(fig["exact_match"]), _pct(fig["f1"]), str(fig["questions"])]
+            for name, fig in result.reader.items()
+            if isinstance(fig, dict) and "exact_match" in fig
+        ]
+        lines += _table(["setting", "EM", "F1", "questions"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: EvalResult, path: Path) -> Path:
+    """Recall@k per mode and the answerability precision-recall curve, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for mode, scores in result.modes.items():
+        left.plot(RECALL_KS, [100 * scores[f"recall@{k}"] for k in RECALL_KS], marker="o", label=mode)
+    left.set_xscale("log")
+    left.set_xticks(RECALL_KS, [str(k) for k in RECALL_KS])
+    left.set_xlabel("k")
+    left.set_ylabel("Recall@k (%)")
+    left.set_title("Gold paragraph in the top k")
+    left.grid(True, alpha=0.3)
+    left.legend()
+    if result.pr_curve.get("precision"):
+        right.plot(result.pr_curve["recall"], result.pr_curve["precision"])
+        ans = result.answerability or {}
+        if ans.get("recall") is not None:
+            right.plot([ans["recall"]], [ans["precision"]], "o", label=f"threshold {ans['threshold']}")
+        if ans.get("best_threshold") is not None:
+            right.plot([ans["best_recall"]], [ans["best_precision"]], "s", label=f"best F1 at {ans['best_threshold']:.2f}")
+        right.legend()
+        right.set_title("Answerable flag on the top paragraph")
+    else:
+        right.text(0.5, 0.5, "no reranker run", ha="center", va="center")
+    right.set_xlabel("recall")
+    right.set_ylabel("precision")
+    right.set_xlim(0, 1.02)
+    right.set_ylim(0, 1.02)
+    right.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """``report.md``, ``metrics.json`` and ``plot.png`` in ``out_dir`` (created)."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"report": out / "report.md", "metrics": out / "metrics.json", "plot": out / "plot.png"}
+    paths["report"].write_text(markdown_report(result), encoding="utf-8")
+    paths["metrics"].write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot(result, paths["plot"])
+    return paths
+
+
+def add_run_config(result: EvalResult, **settings: Any) -> EvalResult:
+    """``settings`` and the package versions merged into ``result.config``."""
+    result.config.update(settings)
+    result.config["versions"] = versions()
+    return result

@@ -1,0 +1,89 @@
+"""SQuAD exact match and F1 for the reader, with the official answer normalisation.
+
+The scoring is torchmetrics' SQuAD metric (lower case, strip punctuation and
+the articles a/an/the, squash white space; the maximum over all gold answers
+of each question), so the figures compare with published SQuAD numbers.
+
+* :func:`squad_scores`: predictions against gold answers (end-to-end
+  evaluation passes the pipeline's best answers here).
+* :func:`oracle_reader_metrics`: the reader on each question's gold paragraph
+  alone, the "oracle" that shows how good the reader is when retrieval is
+  perfect.
+
+Example::
+
+    >>> from pipeline.eval.squad_metrics import squad_scores
+    >>> squad_scores(["the Denver Broncos", "Panthers"], [["Denver Broncos"], ["Carolina Panthers"]]).exact_match
+    50.0
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, Sequence
+
+from pipeline.errors import ConfigError
+from pipeline.read.reader import Reader
+
+
+class GoldQuestion(Protocol):
+    """What the oracle needs of a question (``pipeline.eval.questions.Question`` has it)."""
+
+    text: str
+    context: str
+    answers: Sequence[str]
+
+
+@dataclass
+class ReaderMetrics:
+    """Exact match and F1 in percent over ``questions`` questions, and the reader's milliseconds per question."""
+
+    exact_match: float
+    f1: float
+    questions: int
+    ms_per_question: float | None = None
+    answered: int | None = None  # questions the reader gave any answer for
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def squad_scores(predictions: Sequence[str | None], answers: Sequence[Sequence[str]]) -> ReaderMetrics:
+    """SQuAD EM/F1 (0..100) of ``predictions`` (``None`` = no answer) against each question's gold ``answers``."""
+    from torchmetrics.functional.text.squad import squad
+
+    if len(predictions) != len(answers):
+        raise ConfigError(f"{len(predictions)} predictions for {len(answers)} questions.")
+    if not predictions:
+        raise ConfigError("No questions to score.")
+    if any(not gold for gold in answers):
+        raise ConfigError("Every question needs at least one gold answer (SQuAD 2.0 unanswerable questions are not scored).")
+    preds = [{"prediction_text": p or "", "id": str(i)} for i, p in enumerate(predictions)]
+    target = [{"answers": {"answer_start": [0] * len(g), "text": list(g)}, "id": str(i)} for i, g in enumerate(answers)]
+    out = squad(preds, target)
+    return ReaderMetrics(
+        exact_match=round(float(out["exact_match"]), 2),
+        f1=round(float(out["f1"]), 2),
+        questions=len(predictions),
+        answered=sum(1 for p in predictions if p),
+    )
+
+
+def oracle_reader_metrics(reader: Reader, questions: Sequence[GoldQuestion], *, chunk: int = 64) -> ReaderMetrics:
+    """The reader on each question's gold paragraph: SQuAD EM/F1 and reading milliseconds per question.
+
+    Questions without gold answers are skipped. ``chunk`` questions go to
+    :meth:`Reader.read_pairs` at a time.
+    """
+    scored = [q for q in questions if q.answers]
+    predictions: list[str | None] = []
+    started = time.perf_counter()
+    for i in range(0, len(scored), chunk):
+        part = scored[i : i + chunk]
+        answers = reader.read_pairs([(q.text, q.context) for q in part])
+        predictions.extend(a.text if a else None for a in answers)
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    metrics = squad_scores(predictions, [q.answers for q in scored])
+    metrics.ms_per_question = round(elapsed_ms / max(len(scored), 1), 2)
+    return metrics

@@ -1,0 +1,71 @@
+"""The bi-encoder: questions and passages to L2-normalised vectors (sentence-transformers).
+
+Example::
+
+    >>> from pipeline.models.encoder import BiEncoder
+    >>> enc = BiEncoder.load("sentence-transformers/all-MiniLM-L6-v2")   # doctest: +SKIP
+    >>> enc.encode(["Where is Paris?"]).shape                            # doctest: +SKIP
+    (1, 384)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.models.device import pick_device
+from pipeline.models.resolve import ResolvedModel, canonical_name, resolve_model
+
+logger = logging.getLogger(__name__)
+
+#: Encoded at build time and stored in the manifest; a different model gives a different vector.
+PROBE_TEXT = "qa-search fingerprint: Which river flows through the capital of France?"
+
+
+class BiEncoder:
+    def __init__(self, model, name: str, resolved: ResolvedModel | None = None):
+        self.model = model
+        self.name = canonical_name(name)
+        self.resolved = resolved
+
+    @classmethod
+    def load(cls, name: str, *, device: str | None = None, trust_remote_code: bool = False) -> "BiEncoder":
+        from sentence_transformers import SentenceTransformer
+
+        resolved = resolve_model(name, role="bi-encoder")
+        model = SentenceTransformer(
+            resolved.path, device=pick_device(device), trust_remote_code=trust_remote_code, local_files_only=True
+        )
+        return cls(model, name, resolved)
+
+    @property
+    def dimension(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = getter()
+        return int(dim) if dim else int(self.encode(["x"]).shape[1])
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return getattr(self.model, "max_seq_length", None)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def fingerprint(self) -> list[float]:
+        """The probe text's embedding, rounded: identifies the model whatever its path."""
+        return [round(float(x), 5) for x in self.encode([PROBE_TEXT])[0]]

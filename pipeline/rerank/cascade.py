@@ -1,0 +1,98 @@
+"""Two-stage reranking: a small, fast cross-encoder prunes, the main one scores the best few.
+
+For each question, :class:`Cascade` scores every candidate with ``first`` and
+passes only its best ``keep`` to ``main``. Kept candidates get the main
+reranker's probability. Pruned ones are ranked after every kept one: their
+probability is the first stage's, capped just below the lowest kept
+probability of that question, so they never outrank (or read as more
+answerable than) a passage the main reranker saw. It has the same
+``score_pairs`` / ``score`` interface as :class:`~pipeline.rerank.reranker.Reranker`.
+
+The same class, with the int8 and the fp32 copies of one model, is the default
+on a CPU (``int8_rescore``): int8 screens all candidates, fp32 re-scores each
+question's best few. A cascade with a *different*, smaller first model is off by
+default (``cascade_reranker=None``): no small reranker with measured quality
+exists here yet, see docs/fast-rerank.md.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.rerank.reranker import Reranker
+
+
+class Cascade:
+    """``first`` prunes each question's candidates to ``keep``; ``main`` scores those."""
+
+    def __init__(self, first: Reranker, main: Reranker, keep: int):
+        if keep < 1:
+            raise ConfigError(f"cascade_keep must be a positive whole number, got {keep!r}.")
+        self.first = first
+        self.main = main
+        self.keep = keep
+
+    # What the pipeline reads of a reranker.
+    @property
+    def name(self) -> str:
+        return self.main.name
+
+    @property
+    def backend(self):
+        return self.main.backend
+
+    def describe(self) -> str:
+        """How the scores are made, e.g. ``onnx-int8 -> top 3 onnx`` (recorded in search results)."""
+        first = self.first.describe() if self.first.name == self.main.name else f"{self.first.name} {self.first.describe()}"
+        return f"{first} -> top {self.keep} {self.main.describe()}"
+
+    @property
+    def max_length(self) -> int:
+        return self.main.max_length
+
+    def kept(self, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
+        """First-stage probabilities and the indices (into ``pairs``) that go on to the main reranker."""
+        first = self.first.score_pairs(pairs)
+        groups: dict[str, list[int]] = {}
+        for i, (question, _) in enumerate(pairs):
+            groups.setdefault(question, []).append(i)
+        keep: list[int] = []
+        for indices in groups.values():
+            ranked = sorted(indices, key=lambda i: (-first[i], i))
+            keep.extend(ranked[: self.keep])
+        return first, sorted(keep)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        if not pairs:
+            return np.zeros((0,), dtype=np.float32)
+        # The same question asked twice in one call (a server batching requests) must not take two places
+        # of its ``keep``: score each distinct pair once.
+        positions: dict[tuple[str, str], list[int]] = {}
+        for i, pair in enumerate(pairs):
+            positions.setdefault((pair[0], pair[1]), []).append(i)
+        if len(positions) < len(pairs):
+            distinct = self.score_pairs(list(positions))
+            out = np.zeros(len(pairs), dtype=np.float32)
+            for value, where in zip(distinct, positions.values()):
+                out[where] = value
+            return out
+        first, keep = self.kept(pairs)
+        out = np.array(first, dtype=np.float32)
+        main = self.main.score_pairs([pairs[i] for i in keep])
+        out[keep] = main
+        floor: dict[str, float] = {}
+        for i, value in zip(keep, main):
+            question = pairs[i][0]
+            floor[question] = min(floor.get(question, 1.0), float(value))
+        kept = set(keep)
+        for i, (question, _) in enumerate(pairs):
+            if i not in kept:
+                cap = np.nextafter(np.float32(floor[question]), np.float32(-1.0))
+                out[i] = max(np.float32(0.0), min(out[i], cap))
+        return out
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        return self.score_pairs([(query, t) for t in texts])
