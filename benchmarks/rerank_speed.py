@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from collections import defaultdict
@@ -43,8 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
-PREBUILT_INDEX = Path("/work/main/indexes/squad-dev")
-HELD_OUT = range(24, 48)
+PREBUILT_INDEX = REPO / "indexes" / "squad-dev"
+HELD_OUT = "24-47"
 CANDIDATES = 20
 
 
@@ -67,14 +66,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_questions(data: Path, n: int) -> list[dict]:
-    articles = json.loads(data.read_text(encoding="utf-8"))["data"]
-    pool = []
-    for a in HELD_OUT:
-        article = articles[a]
-        for i, paragraph in enumerate(article["paragraphs"]):
-            for qa in paragraph["qas"]:
-                pool.append({"id": qa["id"], "question": qa["question"], "gold": f"{article['title']}#{i}"})
-    return random.Random(0).sample(pool, n)
+    """A fixed sample (seed 0) of ``n`` held-out questions, through the evaluation's own loader."""
+    from pipeline.eval.questions import load_questions as load
+    from pipeline.eval.questions import sample_questions
+
+    chosen = sample_questions(load(data, HELD_OUT), n, seed=0)
+    return [{"id": q.id, "question": q.text, "gold": q.gold_id} for q in chosen]
 
 
 def candidate_pairs(index_dir: Path, questions: list[dict]) -> list[list[dict]]:
@@ -84,11 +81,11 @@ def candidate_pairs(index_dir: Path, questions: list[dict]) -> list[list[dict]]:
 
     index = SearchIndex.load(index_dir)
     encoder = BiEncoder.load(index.manifest.bi_encoder["name"], device="cpu")
-    retrieved = Retriever(index, encoder).retrieve_many([q["question"] for q in questions], k=CANDIDATES)
+    retrieved = Retriever(index, encoder).retrieve_many([q["question"] for q in questions], CANDIDATES)
     out = []
-    for cands, _ in retrieved:
+    for found in retrieved:
         out.append([{"id": index.passages[c.position].id, "source_id": index.passages[c.position].source_id,
-                     "text": index.passages[c.position].text} for c in cands])
+                     "text": index.passages[c.position].text} for c in found.candidates])
     return out
 
 
@@ -137,10 +134,10 @@ def random_electra_base(tokenizer_from: Path) -> Path:
 
 def default_reranker(model: Path, args, cache: int = 0):
     """What the pipeline loads with default settings on a CPU (``auto``: int8 screen + fp32 top rescoring)."""
-    from pipeline.config import PipelineConfig
+    from pipeline.config import LoadSettings
     from pipeline.qa import load_reranker
 
-    return load_reranker(PipelineConfig(reranker=str(model), device="cpu", threads=args.threads, score_cache_size=cache))
+    return load_reranker(LoadSettings(reranker=str(model), device="cpu", threads=args.threads, score_cache_size=cache))
 
 
 def make_configs(model: Path, size: str, args, standin: Path):

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, float]] = {}
     rows["bm25"] = retrieval_metrics(golds, {q: ranking(v) for q, v in lists["bm25"].items()})
     rows["dense"] = retrieval_metrics(golds, {q: ranking(v) for q, v in lists["dense"].items()})
-    rows[f"pipeline hybrid ({qa.config.fusion.value})"] = retrieval_metrics(golds, pipeline_hybrid)
+    rows[f"pipeline hybrid ({qa.settings.fusion.value})"] = retrieval_metrics(golds, pipeline_hybrid)
     for k in [int(x) for x in args.rrf_k.split(",")]:
         runs = {
             q.id: ranking(reciprocal_rank_fusion({m: [d for d, _ in lists[m][q.id]] for m in lists}, k=k)) for q in questions

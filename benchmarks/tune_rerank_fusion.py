@@ -31,7 +31,7 @@ from pipeline.eval.evaluation import (  # noqa: E402
 )
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.retrieve.fusion import min_max  # noqa: E402
+from pipeline.rerank.blend import blended_order  # noqa: E402
 
 SHOWN = ("recall@1", "recall@5", "mrr@10", "ndcg@10")
 
@@ -73,12 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     for w in [float(x) for x in args.weights.split(",")]:
         runs = {}
         for qid, items in cands.items():
-            fused = min_max([(i, f) for i, (_, f, _) in enumerate(items)])
-            order = sorted(range(len(items)), key=lambda i: (-(w * items[i][2] + (1 - w) * fused[i]), i))
+            order = blended_order([p for _, _, p in items], [f for _, f, _ in items], w)
             runs[qid] = extend_ranking(list(dict.fromkeys(items[i][0] for i in order)), tails[qid])
         rows[w] = retrieval_metrics(golds, runs)
     print(f"\n{len(questions)} questions of articles {args.articles} (sample {args.sample}, seed {args.seed}); "
-          f"hybrid top {args.candidates} ({qa.config.fusion.value} fusion) reranked by {qa.reranker.name}\n")
+          f"hybrid top {args.candidates} ({qa.settings.fusion.value} fusion) reranked by {qa.reranker.name}\n")
     print("| reranker weight w | " + " | ".join(SHOWN) + " |")
     print("|---|" + "---:|" * len(SHOWN))
     for w, scores in rows.items():
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "questions": len(questions), "articles": args.articles, "sample": args.sample, "seed": args.seed,
-            "candidates": args.candidates, "fusion": qa.config.fusion.value, "reranker": qa.reranker.name,
+            "candidates": args.candidates, "fusion": qa.settings.fusion.value, "reranker": qa.reranker.name,
             "cpu_count": os.cpu_count(), "weights": {str(w): s for w, s in rows.items()},
         }, indent=2) + "\n")
     return 0

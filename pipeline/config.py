@@ -1,16 +1,23 @@
-"""All settings of the pipeline in one place.
+"""All settings of the pipeline in one place, in two records.
 
-:class:`PipelineConfig` holds every knob of a search (models, retrieval mode,
-fusion, candidate counts, threshold). Defaults are the product's defaults;
+* :class:`LoadSettings`: what is fixed when a pipeline loads (models, backend,
+  device, threads, caches).
+* :class:`SearchSettings`: what a single search may change (mode, fusion,
+  candidates, top_k, threshold, weights).
+
+:class:`PipelineConfig` holds one of each. Defaults are the product's defaults;
 :meth:`PipelineConfig.from_env` applies the ``QA_SEARCH_*`` environment
-variables, and keyword overrides win over both.
+variables (through :func:`env_value`, the one parser of environment values),
+and keyword settings win over both; each keyword goes to the record that owns it.
 
 Example::
 
     >>> from pipeline.config import PipelineConfig
-    >>> cfg = PipelineConfig(mode="bm25", top_k=5)
-    >>> cfg.mode
-    <RetrievalMode.BM25: 'bm25'>
+    >>> cfg = PipelineConfig.from_env({}, mode="bm25", top_k=5)
+    >>> cfg.search.mode, cfg.search.top_k, cfg.load.rerank_backend.value
+    (<RetrievalMode.BM25: 'bm25'>, 5, 'auto')
+    >>> cfg.search_with(top_k=3).top_k
+    3
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from pipeline.errors import ConfigError
 
@@ -84,7 +91,7 @@ DEFAULT_BI_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RERANKER = "cross-encoder/qnli-electra-base"
 DEFAULT_READER = "mrm8488/electra-base-finetuned-squadv1"
 
-#: Environment variables read by :meth:`PipelineConfig.from_env`.
+#: Environment variables read by :meth:`PipelineConfig.from_env`, with the setting each one sets.
 ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_BI_ENCODER": "bi_encoder",
     "QA_SEARCH_RERANKER": "reranker",
@@ -96,45 +103,58 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
 }
 
-#: Settings read from the environment as whole numbers / decimals (the rest are text).
-_INT_VARS = ("threads",)
-_FLOAT_VARS = ("threshold",)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
-@dataclass
-class PipelineConfig:
-    """Every setting of a search, with the product's defaults.
+def env_value(var: str, raw: str, kind: type) -> Any:
+    """``raw`` (the text of environment variable ``var``) as a ``kind`` (bool, int, float or str).
+
+    The one parser of environment values: the pipeline's and the server's settings
+    both read theirs through it. A bad value raises :class:`ConfigError` naming the variable.
+    """
+    text = raw.strip()
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError:
+        names = {bool: "true or false", int: "a whole number", float: "a number"}
+        raise ConfigError(f"{var} must be {names[kind]}, got {raw!r}.") from None
+    return raw
+
+
+def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}.")
+
+
+def _check_unit(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{name} must be between 0 and 1, got {value}.")
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """What is fixed when a pipeline loads: the models and how they run.
 
     Attributes:
         bi_encoder: sentence-transformers model for dense retrieval; ``None``
             means "the one recorded in the index manifest".
         reranker: cross-encoder name or path (any sentence-transformers
             cross-encoder).
-        rerank: whether the cross-encoder reranks the candidates.
+        rerank: whether to load the cross-encoder at all.
         reader: extractive question-answering model name or path (any
             Hugging Face ``AutoModelForQuestionAnswering`` with a fast tokenizer).
-        read: whether the reader marks the answer in the hits shown (the
-            answerable ones; the top 3 when there is no reranker).
-        mode: ``bm25``, ``dense`` or ``hybrid``.
-        fusion: ``weighted`` (default: min-max normalised scores,
-            ``dense_weight`` for the dense side) or ``rrf`` (reciprocal rank
-            fusion). Weighted fusion with dense weight 0.4 beat BM25 alone and
-            RRF on the tune articles (MRR@10 85.82 vs 82.48 and 80.98; see
-            docs/evaluation.md).
-        rrf_k: the ``k`` constant of reciprocal rank fusion.
-        dense_weight: weight of the dense scores in weighted fusion (0..1).
-        candidates: how many fused candidates the reranker scores.
-        rerank_weight: the reranked order is by ``rerank_weight * probability
-            + (1 - rerank_weight) * fused score`` (fused scores min-max
-            normalised over the question's candidates); 1.0 is the reranker
-            alone. 0.5 is best on the tune articles and beats both the reranker
-            alone and the hybrid order on held-out articles with the stand-in
-            reranker (docs/evaluation.md). ``answerable`` still comes from the
-            probability alone.
-        top_k: how many hits a search returns.
-        threshold: reranker probability at which a paragraph counts as
-            answering the question.
-        max_query_chars: longest question accepted, in characters.
+        read: whether to load the reader at all.
         batch_size: batch size of the cross-encoder.
         max_length: token limit of (question, paragraph) pairs; ``None`` uses
             the model's own limit.
@@ -164,15 +184,6 @@ class PipelineConfig:
     rerank: bool = True
     reader: str = DEFAULT_READER
     read: bool = True
-    mode: RetrievalMode = RetrievalMode.HYBRID
-    fusion: FusionMethod = FusionMethod.WEIGHTED
-    rrf_k: int = 60
-    dense_weight: float = 0.4
-    candidates: int = 50
-    rerank_weight: float = 0.5
-    top_k: int = 10
-    threshold: float = 0.5
-    max_query_chars: int = 2000
     batch_size: int = 32
     max_length: int | None = None
     device: str | None = None
@@ -185,67 +196,146 @@ class PipelineConfig:
     int8_rescore: int = 3
 
     def __post_init__(self) -> None:
-        self.mode = RetrievalMode.parse(self.mode)
-        self.fusion = FusionMethod.parse(self.fusion)
-        self.rerank_backend = RerankBackend.parse(self.rerank_backend)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` for values no search can use."""
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}.")
-        for name in ("dense_weight", "rerank_weight"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"{name} must be between 0 and 1, got {getattr(self, name)}.")
-        for name in ("candidates", "top_k", "rrf_k", "batch_size", "max_query_chars", "cascade_keep"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {value!r}.")
-        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1):
-            raise ConfigError(f"threads must be a positive whole number, got {self.threads!r}.")
+        object.__setattr__(self, "rerank_backend", RerankBackend.parse(self.rerank_backend))
+        for name in ("batch_size", "cascade_keep"):
+            _check_positive_int(name, getattr(self, name))
+        if self.threads is not None:
+            _check_positive_int("threads", self.threads)
         for name in ("score_cache_size", "int8_rescore"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}.")
+            _check_positive_int(name, getattr(self, name), minimum=0)
         if self.max_length is not None and self.max_length < 8:
             raise ConfigError(f"max_length must be at least 8 tokens, got {self.max_length}.")
 
-    def replace(self, **changes: Any) -> "PipelineConfig":
-        """A copy with some fields changed (validated again)."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-        return dataclasses.replace(self, **changes)
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What one search may change: retrieval, fusion, depths, the answerable threshold.
+
+    Attributes:
+        mode: ``bm25``, ``dense`` or ``hybrid``.
+        fusion: ``weighted`` (default: min-max normalised scores,
+            ``dense_weight`` for the dense side) or ``rrf`` (reciprocal rank
+            fusion). Weighted fusion with dense weight 0.4 beat BM25 alone and
+            RRF on the tune articles (MRR@10 85.82 vs 82.48 and 80.98; see
+            docs/evaluation.md).
+        rrf_k: the ``k`` constant of reciprocal rank fusion.
+        dense_weight: weight of the dense scores in weighted fusion (0..1).
+        candidates: how many fused candidates the reranker scores.
+        rerank_weight: the reranked order is by ``rerank_weight * probability
+            + (1 - rerank_weight) * fused score`` (fused scores min-max
+            normalised over the question's candidates; see
+            :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
+            alone. ``answerable`` still comes from the probability alone.
+        top_k: how many hits a search returns.
+        threshold: reranker probability at which a paragraph counts as
+            answering the question.
+        max_query_chars: longest question accepted, in characters.
+        rerank: use the loaded cross-encoder (``False`` skips it for this search).
+        read: use the loaded reader (``False`` skips it for this search).
+    """
+
+    mode: RetrievalMode = RetrievalMode.HYBRID
+    fusion: FusionMethod = FusionMethod.WEIGHTED
+    rrf_k: int = 60
+    dense_weight: float = 0.4
+    candidates: int = 50
+    rerank_weight: float = 0.5
+    top_k: int = 10
+    threshold: float = 0.5
+    max_query_chars: int = 2000
+    rerank: bool = True
+    read: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", RetrievalMode.parse(self.mode))
+        object.__setattr__(self, "fusion", FusionMethod.parse(self.fusion))
+        for name in ("threshold", "dense_weight", "rerank_weight"):
+            _check_unit(name, getattr(self, name))
+        for name in ("candidates", "top_k", "rrf_k", "max_query_chars"):
+            _check_positive_int(name, getattr(self, name))
+
+    def replace(self, **changes: Any) -> "SearchSettings":
+        """A copy with some fields changed (validated again); a load-time setting is an error saying so."""
+        return _replace(self, changes)
+
+
+LOAD_FIELDS = frozenset(f.name for f in dataclasses.fields(LoadSettings))
+SEARCH_FIELDS = frozenset(f.name for f in dataclasses.fields(SearchSettings))
+#: Settings in both records: loading the model (LoadSettings) vs. using it in one search (SearchSettings).
+SHARED_FIELDS = LOAD_FIELDS & SEARCH_FIELDS
+_FIELD_TYPES = {f.name: f.type for cls in (LoadSettings, SearchSettings) for f in dataclasses.fields(cls)}
+
+_S = TypeVar("_S", LoadSettings, SearchSettings)
+
+
+def _replace(record: _S, changes: Mapping[str, Any]) -> _S:
+    own = {f.name for f in dataclasses.fields(record)}
+    misplaced = sorted(set(changes) - own)
+    if misplaced:
+        load_only = [n for n in misplaced if n in LOAD_FIELDS]
+        if load_only and isinstance(record, SearchSettings):
+            raise ConfigError(
+                f"{', '.join(load_only)} {'is' if len(load_only) == 1 else 'are'} fixed when the pipeline loads and "
+                "cannot change per search; load another pipeline: QAPipeline.load(index, "
+                + ", ".join(f"{n}=..." for n in load_only) + ")."
+            )
+        raise ConfigError(f"Unknown setting(s): {', '.join(misplaced)}.")
+    return dataclasses.replace(record, **changes)
+
+
+def _env_kind(name: str) -> type:
+    annotation = str(_FIELD_TYPES[name])
+    for kind in (bool, int, float):
+        if annotation.startswith(kind.__name__):
+            return kind
+    return str
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of a pipeline: :attr:`load` (fixed at load time) and :attr:`search` (per-search defaults)."""
+
+    load: LoadSettings = dataclasses.field(default_factory=LoadSettings)
+    search: SearchSettings = dataclasses.field(default_factory=SearchSettings)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "PipelineConfig":
-        """Defaults, then ``QA_SEARCH_*`` variables, then ``overrides`` (``None`` values are ignored)."""
+    def of(cls, **settings: Any) -> "PipelineConfig":
+        """The defaults with ``settings`` applied, each to the record that owns it (``None`` values are ignored)."""
+        return cls().replace(**settings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **settings: Any) -> "PipelineConfig":
+        """Defaults, then ``QA_SEARCH_*`` variables, then ``settings`` (``None`` values are ignored)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for var, name in ENV_VARS.items():
             if env.get(var):
-                values[name] = _env_value(var, name, env[var])
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+                values[name] = env_value(var, env[var], _env_kind(name))
+        values.update({k: v for k, v in settings.items() if v is not None})
+        return cls().replace(**values)
+
+    def replace(self, **settings: Any) -> "PipelineConfig":
+        """A copy with ``settings`` changed; ``rerank``/``read`` set both loading and use (``None`` ignored)."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        unknown = set(settings) - LOAD_FIELDS - SEARCH_FIELDS
         if unknown:
             raise ConfigError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-        return cls(**values)
+        load = {k: v for k, v in settings.items() if k in LOAD_FIELDS}
+        search = {k: v for k, v in settings.items() if k in SEARCH_FIELDS}
+        return PipelineConfig(_replace(self.load, load), _replace(self.search, search))
+
+    def search_with(self, **overrides: Any) -> SearchSettings:
+        """The search settings with per-search ``overrides`` (``None`` ignored); load-time names are an error."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return self.search.replace(**overrides) if overrides else self.search
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["mode"] = self.mode.value
-        out["fusion"] = self.fusion.value
-        out["rerank_backend"] = self.rerank_backend.value
+        """Every setting, flat, enums as their values (for JSON and reports)."""
+        out: dict[str, Any] = {}
+        for record in (self.load, self.search):
+            for f in dataclasses.fields(record):
+                value = getattr(record, f.name)
+                out[f.name] = value.value if isinstance(value, Enum) else value
+        out["rerank"] = self.load.rerank and self.search.rerank
+        out["read"] = self.load.read and self.search.read
         return out
-
-
-def _env_value(var: str, name: str, text: str) -> Any:
-    try:
-        if name in _INT_VARS:
-            return int(text)
-        if name in _FLOAT_VARS:
-            return float(text)
-    except ValueError:
-        kind = "a whole number" if name in _INT_VARS else "a number"
-        raise ConfigError(f"{var} must be {kind}, got {text!r}.") from None
-    return text

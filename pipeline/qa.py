@@ -24,18 +24,24 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline.config import PipelineConfig, RerankBackend, RetrievalMode
+from pipeline.config import (
+    LoadSettings,
+    PipelineConfig,
+    RerankBackend,
+    RetrievalMode,
+    SearchSettings,
+)
 from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
+from pipeline.rerank.blend import blended_order
 from pipeline.rerank.cascade import Cascade
 from pipeline.rerank.reranker import Reranker
 from pipeline.results import BestAnswer, Hit, SearchResult
 from pipeline.retrieve import Candidate, Retriever
-from pipeline.retrieve.fusion import min_max
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +83,7 @@ def best_answer(hits: Sequence[Hit]) -> BestAnswer | None:
     return BestAnswer(text=a.text, start=a.start, end=a.end, score=a.score, id=best.id)
 
 
-def load_reranker(config: PipelineConfig) -> Reranker | Cascade:
+def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     """The reranker the settings ask for: backend, threads, score cache, int8 rescoring, optional cascade."""
 
     def one(name: str, backend: RerankBackend) -> Reranker:
@@ -125,6 +131,11 @@ class QAPipeline:
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
 
+    @property
+    def settings(self) -> SearchSettings:
+        """The search settings every search starts from (a search's keyword overrides change its own copy)."""
+        return self.config.search
+
     @classmethod
     def load(
         cls,
@@ -135,38 +146,43 @@ class QAPipeline:
     ) -> "QAPipeline":
         """Open the index and load its models.
 
-        ``settings`` are :class:`PipelineConfig` fields (``reranker=``,
-        ``rerank=False``, ``reader=``, ``read=False``, ``mode=``, ...) applied over ``config`` or, without
-        one, over the defaults and the ``QA_SEARCH_*`` environment variables.
+        ``settings`` are fields of :class:`~pipeline.config.LoadSettings` (``reranker=``,
+        ``rerank=False``, ``reader=``, ``read=False``, ``rerank_backend=``, ...) or of
+        :class:`~pipeline.config.SearchSettings` (the defaults of every search: ``mode=``,
+        ``candidates=``, ...), applied over ``config`` or, without one, over the defaults and the
+        ``QA_SEARCH_*`` environment variables.
         """
-        if config is None:
-            config = PipelineConfig.from_env(**settings)
-        elif settings:
-            config = config.replace(**{k: v for k, v in settings.items() if v is not None})
+        config = PipelineConfig.from_env(**settings) if config is None else config.replace(**settings)
+        load = config.load
         search_index = SearchIndex.load(index)
         encoder = BiEncoder.load(
-            config.bi_encoder or search_index.manifest.bi_encoder["name"],
-            device=config.device,
-            trust_remote_code=config.trust_remote_code,
+            load.bi_encoder or search_index.manifest.bi_encoder["name"],
+            device=load.device,
+            trust_remote_code=load.trust_remote_code,
         )
         search_index.check_encoder(encoder)
-        reranker = load_reranker(config) if config.rerank else None
+        reranker = load_reranker(load) if load.rerank else None
         reader = None
-        if config.read:
+        if load.read:
             try:
-                reader = Reader.load(config.reader, device=config.device, trust_remote_code=config.trust_remote_code)
+                reader = Reader.load(load.reader, device=load.device, trust_remote_code=load.trust_remote_code)
             except ModelNotFoundError as exc:
                 raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
         return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config)
 
     def search(self, question: str, **overrides: Any) -> SearchResult:
-        """Answer one question. ``overrides``: ``top_k``, ``candidates``, ``mode``, ``threshold``, ``rerank``, ``read``, ..."""
+        """Answer one question.
+
+        ``overrides`` are :class:`~pipeline.config.SearchSettings` fields (``top_k``, ``candidates``,
+        ``mode``, ``threshold``, ``rerank``, ``read``, ...); a load-time setting (``reranker=``, ...)
+        is a :class:`ConfigError` that says so.
+        """
         return self.search_many([question], **overrides)[0]
 
     def search_many(self, questions: Sequence[str], **overrides: Any) -> list[SearchResult]:
         """Answer several questions; same ``overrides`` as :meth:`search`."""
         started = time.perf_counter()
-        cfg = self.config.replace(**{k: v for k, v in overrides.items() if v is not None}) if overrides else self.config
+        cfg = self.config.search_with(**overrides)
         if isinstance(questions, str):
             raise QueryError("search_many takes a list of questions; use search() for one.")
         texts = [check_question(q, cfg.max_query_chars) for q in questions]
@@ -176,26 +192,25 @@ class QAPipeline:
         if cfg.read and self.reader is None and "read" in overrides:
             raise ConfigError("Reading answers was asked for, but this pipeline was loaded without a reader.")
         depth = max(cfg.candidates, cfg.top_k) if use_reranker else cfg.top_k
-        retrieved = self.retriever.retrieve_many(
-            texts, mode=cfg.mode, k=depth, fusion=cfg.fusion, rrf_k=cfg.rrf_k, dense_weight=cfg.dense_weight
-        )
+        retrieved = self.retriever.retrieve_many(texts, depth, cfg)
         probabilities: list[list[float] | None] = [None] * len(texts)
         rerank_ms = 0.0
         if use_reranker:
             start = time.perf_counter()
-            pairs = [(q, self.index.passages[c.position].text) for q, (cands, _) in zip(texts, retrieved) for c in cands]
+            pairs = [(r.question, self.index.passages[c.position].text) for r in retrieved for c in r.candidates]
             flat = self.reranker.score_pairs(pairs).tolist()
             rerank_ms = (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
             offset = 0
-            for i, (cands, _) in enumerate(retrieved):
-                probabilities[i] = flat[offset : offset + len(cands)]
-                offset += len(cands)
-        hits = [self._hits(cands, probs, cfg) for (cands, _), probs in zip(retrieved, probabilities)]
+            for i, found in enumerate(retrieved):
+                probabilities[i] = flat[offset : offset + len(found.candidates)]
+                offset += len(found.candidates)
+        hits = [self._hits(found.candidates, probs, cfg) for found, probs in zip(retrieved, probabilities)]
         reading = cfg.read and self.reader is not None
         read_ms = self._read(texts, hits) if reading else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
-        for text, (_, timings), probs, shown in zip(texts, retrieved, probabilities, hits):
+        for found, probs, shown in zip(retrieved, probabilities, hits):
+            timings = dict(found.timings)
             if probs is not None:
                 timings["rerank"] = rerank_ms
             if read_ms is not None:
@@ -203,7 +218,7 @@ class QAPipeline:
             timings["total"] = total_ms
             results.append(
                 SearchResult(
-                    query=text,
+                    query=found.question,
                     hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
                     settings=self._settings(cfg, probs is not None, reading),
@@ -231,12 +246,10 @@ class QAPipeline:
             hit.answer = answer
         return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
-    def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: PipelineConfig) -> list[Hit]:
+    def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings) -> list[Hit]:
         order = list(range(len(cands)))
         if probs is not None:
-            w = cfg.rerank_weight
-            fused = min_max([(i, c.scores["fused"]) for i, c in enumerate(cands)])
-            order.sort(key=lambda i: (-(w * probs[i] + (1.0 - w) * fused[i]), cands[i].ranks["fused"]))
+            order = blended_order(probs, [c.scores["fused"] for c in cands], cfg.rerank_weight)
         hits = []
         for rank, i in enumerate(order[: cfg.top_k], start=1):
             cand, passage = cands[i], self.index.passages[cands[i].position]
@@ -260,7 +273,7 @@ class QAPipeline:
             )
         return hits
 
-    def _settings(self, cfg: PipelineConfig, reranked: bool, read: bool) -> dict[str, Any]:
+    def _settings(self, cfg: SearchSettings, reranked: bool, read: bool) -> dict[str, Any]:
         return {
             "mode": cfg.mode.value,
             "fusion": cfg.fusion.value if cfg.mode is RetrievalMode.HYBRID else None,

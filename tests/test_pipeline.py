@@ -3,6 +3,7 @@ from conftest import SUPER_BOWL_QUESTION
 
 from pipeline import QAPipeline, build_index
 from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
+from pipeline.rerank.blend import blended_order, blended_scores
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +31,7 @@ def test_search_result_shape_and_ranges(tiny_qa):
 def test_rerank_weight_mixes_probability_with_the_fused_score(tiny_qa):
     question = "What is the capital of Germany?"
     mixed = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.5)
-    fused = [h.scores["fused"] for h in mixed.hits]
-    low, high = min(fused), max(fused)
-    combined = [0.5 * h.probability + 0.5 * (f - low) / (high - low) for h, f in zip(mixed.hits, fused)]
+    combined = blended_scores([h.probability for h in mixed.hits], [h.scores["fused"] for h in mixed.hits], 0.5)
     assert combined == sorted(combined, reverse=True)
     # Weight 0 keeps the retrieval order; the probabilities and flags are the same either way.
     retrieval = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.0)
@@ -40,6 +39,23 @@ def test_rerank_weight_mixes_probability_with_the_fused_score(tiny_qa):
     assert {h.id: h.probability for h in retrieval.hits} == {h.id: h.probability for h in mixed.hits}
     with pytest.raises(ConfigError, match="rerank_weight must be between 0 and 1"):
         tiny_qa.search(question, rerank_weight=1.5)
+
+
+def test_blend_formula_on_hand_computed_values():
+    # fused 1, 3, 2 -> min-max 0, 1, 0.5; with weight 0.25: 0.25 * p + 0.75 * fused.
+    assert blended_scores([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == pytest.approx([0.2, 0.75, 0.475])
+    assert blended_order([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == [1, 2, 0]
+    assert blended_order([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 1.0) == [0, 2, 1]
+    assert blended_order([0.5, 0.5], [2.0, 2.0], 0.5) == [0, 1]  # ties keep the retrieval order
+    with pytest.raises(ValueError, match="2 probabilities for 3 fused scores"):
+        blended_scores([0.1, 0.2], [1.0, 2.0, 3.0], 0.5)
+
+
+def test_a_load_time_setting_is_an_error_per_search(tiny_qa):
+    with pytest.raises(ConfigError, match="reranker is fixed when the pipeline loads"):
+        tiny_qa.search("capital of Germany", reranker="some/other-model")
+    with pytest.raises(ConfigError, match="rerank_backend is fixed when the pipeline loads"):
+        tiny_qa.search_many(["capital of Germany"], rerank_backend="torch")
 
 
 def test_threshold_decides_answerable(tiny_qa):

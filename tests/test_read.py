@@ -128,8 +128,8 @@ def test_missing_reader_names_the_model_and_how_to_supply_it(tiny_index, tiny_cr
 
 
 def test_reader_settings_come_from_the_environment():
-    assert PipelineConfig.from_env({"QA_SEARCH_READER": "/models/my-reader"}).reader == "/models/my-reader"
-    assert PipelineConfig().reader == "mrm8488/electra-base-finetuned-squadv1" and PipelineConfig().read
+    assert PipelineConfig.from_env({"QA_SEARCH_READER": "/models/my-reader"}).load.reader == "/models/my-reader"
+    assert PipelineConfig().load.reader == "mrm8488/electra-base-finetuned-squadv1" and PipelineConfig().load.read
 
 
 # --------------------------------------------------------------------------- pipeline and CLI

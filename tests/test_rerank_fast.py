@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import pipeline.rerank.onnx_export as onnx_export
-from pipeline.config import PipelineConfig, RerankBackend
+from pipeline.config import LoadSettings, PipelineConfig, RerankBackend
 from pipeline.errors import ConfigError
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.cascade import Cascade
@@ -257,19 +257,19 @@ def test_auto_backend_choice_and_fallback(monkeypatch, caplog):
 
 
 def test_config_settings_parse_and_validate():
-    assert PipelineConfig().rerank_backend is RerankBackend.AUTO
-    assert PipelineConfig(rerank_backend="ONNX-int8").rerank_backend is RerankBackend.ONNX_INT8
+    assert PipelineConfig().load.rerank_backend is RerankBackend.AUTO
+    assert LoadSettings(rerank_backend="ONNX-int8").rerank_backend is RerankBackend.ONNX_INT8
     with pytest.raises(ConfigError, match="valid values: auto, torch, onnx, onnx-int8"):
-        PipelineConfig(rerank_backend="tensorrt")
+        LoadSettings(rerank_backend="tensorrt")
     env = {"QA_SEARCH_RERANK_BACKEND": "torch", "QA_SEARCH_THREADS": "3"}
     cfg = PipelineConfig.from_env(env)
-    assert cfg.rerank_backend is RerankBackend.TORCH and cfg.threads == 3
+    assert cfg.load.rerank_backend is RerankBackend.TORCH and cfg.load.threads == 3
     assert cfg.to_dict()["rerank_backend"] == "torch"
     with pytest.raises(ConfigError, match="QA_SEARCH_THREADS"):
         PipelineConfig.from_env({"QA_SEARCH_THREADS": "many"})
     for bad in ({"threads": 0}, {"score_cache_size": -1}, {"cascade_keep": 0}, {"int8_rescore": -1}):
         with pytest.raises(ConfigError):
-            PipelineConfig(**bad)
+            LoadSettings(**bad)
 
 
 def test_cli_passes_the_fast_settings():

@@ -241,7 +241,7 @@ def evaluate(
             paragraph alone).
     """
     modes = parse_modes(modes)
-    candidates = candidates or qa.config.candidates
+    candidates = candidates or qa.settings.candidates
     if "rerank" in modes and qa.reranker is None:
         raise ConfigError("The rerank mode needs a reranker; load the pipeline with one, or leave rerank out of --modes.")
     if read and (qa.reader is None or "rerank" not in modes):
@@ -282,13 +282,13 @@ def evaluate(
             for q, result in zip(batch, results):
                 predictions[q.id] = result.answer.text if result.answer else None
                 rankings["rerank"][q.id] = extend_ranking(paragraph_ranking(result.hits), rankings["hybrid"][q.id])
-                tops.append(_top_hit(q, result, golds.get(q.id), qa.config.threshold))
+                tops.append(_top_hit(q, result, golds.get(q.id), qa.settings.threshold))
         bar.update(len(batch))
     bar.close()
     per_mode = {m: retrieval_metrics(golds, rankings[m]) for m in modes}
     answerability, curve = (None, {})
     if tops:
-        answerability, curve = answerability_metrics(tops, qa.config.threshold)
+        answerability, curve = answerability_metrics(tops, qa.settings.threshold)
     reader_figures = None
     if read:
         logger.info("Reading the gold paragraphs (oracle)")

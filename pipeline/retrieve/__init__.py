@@ -1,5 +1,5 @@
 """Index → candidates: BM25, dense, or both fused into one list (``retriever``, ``fusion``)."""
 
-from pipeline.retrieve.retriever import Candidate, Retriever
+from pipeline.retrieve.retriever import Candidate, Retrieval, Retriever
 
-__all__ = ["Candidate", "Retriever"]
+__all__ = ["Candidate", "Retrieval", "Retriever"]

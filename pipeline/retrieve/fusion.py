@@ -1,8 +1,8 @@
 """Fuse ranked candidate lists from several retrievers into one.
 
-* :func:`reciprocal_rank_fusion` (default): ``score(d) = sum over lists of 1 / (k + rank(d))``
+* :func:`reciprocal_rank_fusion`: ``score(d) = sum over lists of 1 / (k + rank(d))``
   with 1-based ranks, as in Cormack, Clarke and Buettcher (SIGIR 2009); ``k=60``.
-* :func:`weighted_fusion`: each list's scores are min-max normalised to 0..1,
+* :func:`weighted_fusion` (the default, see :class:`~pipeline.config.SearchSettings`): each list's scores are min-max normalised to 0..1,
   then summed with weights; a document missing from a list gets 0 there.
 
 Ties are broken by the document id so that results are deterministic.
@@ -16,6 +16,8 @@ Example::
 from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence, TypeVar
+
+from pipeline.config import FusionMethod, SearchSettings
 
 Doc = TypeVar("Doc", bound=Hashable)
 
@@ -58,3 +60,10 @@ def weighted_fusion(
         for doc, value in min_max(pairs).items():
             fused[doc] = fused.get(doc, 0.0) + weights[name] * value
     return _sorted(fused)
+
+
+def fuse(lists: Mapping[str, Sequence[tuple[Doc, float]]], settings: SearchSettings) -> list[tuple[Doc, float]]:
+    """The ``bm25`` and ``dense`` lists fused as ``settings`` say (method, ``rrf_k``, ``dense_weight``)."""
+    if settings.fusion is FusionMethod.RRF:
+        return reciprocal_rank_fusion({name: [doc for doc, _ in pairs] for name, pairs in lists.items()}, k=settings.rrf_k)
+    return weighted_fusion(lists, {"bm25": 1.0 - settings.dense_weight, "dense": settings.dense_weight})

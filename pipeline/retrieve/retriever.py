@@ -4,7 +4,8 @@ Example::
 
     >>> from pipeline.retrieve import Retriever
     >>> retriever = Retriever(index, encoder)                     # doctest: +SKIP
-    >>> cands, ms = retriever.retrieve("Who won?", mode="hybrid", k=50)  # doctest: +SKIP
+    >>> found = retriever.retrieve("Who won?", k=50, settings=SearchSettings(mode="hybrid"))  # doctest: +SKIP
+    >>> found.candidates[0].ranks, found.timings                           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from pipeline.config import FusionMethod, RetrievalMode
+from pipeline.config import RetrievalMode, SearchSettings
 from pipeline.errors import ConfigError
 from pipeline.index import SearchIndex
 from pipeline.models.encoder import BiEncoder
-from pipeline.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion
+from pipeline.retrieve.fusion import fuse
 
 
 @dataclass
@@ -33,7 +34,18 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+@dataclass
+class Retrieval:
+    """What first-stage retrieval found for one question: candidates best first, and milliseconds per stage."""
+
+    question: str
+    candidates: list[Candidate]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 class Retriever:
+    """BM25, dense or hybrid retrieval over one index; settings come from :class:`SearchSettings`."""
+
     def __init__(self, index: SearchIndex, encoder: BiEncoder | None):
         self.index = index
         self.encoder = encoder
@@ -44,31 +56,14 @@ class Retriever:
         vectors = self.encoder.encode(list(queries))
         return self.index.dense.search(vectors, k)
 
-    def retrieve(
-        self,
-        query: str,
-        *,
-        mode: str | RetrievalMode = RetrievalMode.HYBRID,
-        k: int = 50,
-        fusion: str | FusionMethod = FusionMethod.RRF,
-        rrf_k: int = 60,
-        dense_weight: float = 0.5,
-    ) -> tuple[list[Candidate], dict[str, float]]:
-        """The ``k`` best candidates for one query, and the milliseconds each stage took."""
-        return self.retrieve_many([query], mode=mode, k=k, fusion=fusion, rrf_k=rrf_k, dense_weight=dense_weight)[0]
+    def retrieve(self, query: str, k: int, settings: SearchSettings | None = None) -> Retrieval:
+        """The ``k`` best candidates for one query (mode and fusion from ``settings``, default the product's)."""
+        return self.retrieve_many([query], k, settings)[0]
 
-    def retrieve_many(
-        self,
-        queries: Sequence[str],
-        *,
-        mode: str | RetrievalMode = RetrievalMode.HYBRID,
-        k: int = 50,
-        fusion: str | FusionMethod = FusionMethod.RRF,
-        rrf_k: int = 60,
-        dense_weight: float = 0.5,
-    ) -> list[tuple[list[Candidate], dict[str, float]]]:
+    def retrieve_many(self, queries: Sequence[str], k: int, settings: SearchSettings | None = None) -> list[Retrieval]:
         """:meth:`retrieve` for many queries; dense queries are encoded in one batch."""
-        mode, fusion = RetrievalMode.parse(mode), FusionMethod.parse(fusion)
+        settings = settings or SearchSettings()
+        mode = settings.mode
         dense_lists: list[list[tuple[int, float]]] = [[] for _ in queries]
         dense_ms = 0.0
         if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID) and queries:
@@ -94,20 +89,15 @@ class Retriever:
                     cand.ranks[stage] = rank
             if mode is RetrievalMode.HYBRID:
                 start = time.perf_counter()
-                if fusion is FusionMethod.RRF:
-                    fused = reciprocal_rank_fusion({s: [p for p, _ in pairs] for s, pairs in lists.items()}, k=rrf_k)
-                else:
-                    fused = weighted_fusion(lists, {"bm25": 1.0 - dense_weight, "dense": dense_weight})
+                fused = fuse(lists, settings)
                 timings["fusion"] = _ms(start)
             else:
-                (only,) = lists.values()
-                fused = only
+                (fused,) = lists.values()
             ranked = []
             for rank, (position, score) in enumerate(fused[:k], start=1):
                 cand = candidates[position]
                 cand.scores["fused"] = float(score)
                 cand.ranks["fused"] = rank
                 ranked.append(cand)
-            out.append((ranked, timings))
+            out.append(Retrieval(query, ranked, timings))
         return out
-

@@ -33,7 +33,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         read=read,
         progress=not args.quiet,
     )
-    cfg = qa.config
+    cfg = qa.settings
     add_run_config(
         result,
         index=str(args.index),
@@ -49,6 +49,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         rrf_k=cfg.rrf_k,
         dense_weight=cfg.dense_weight,
         rerank_weight=cfg.rerank_weight,
+        settings=qa.config.to_dict(),
     )
     print(markdown_report(result))
     if args.out:
@@ -92,8 +93,9 @@ def _cmd_eval_reranker(args: argparse.Namespace) -> int:
         keep = {q.text for q in load_questions(args.questions, args.articles)}
     pairs = read_pairs(args.pairs, limit=args.limit, questions=keep)
     cfg = PipelineConfig.from_env(reranker=args.reranker, threshold=args.threshold, device=args.device)
-    reranker = Reranker.load(cfg.reranker, device=cfg.device, max_length=cfg.max_length, batch_size=cfg.batch_size)
-    figures = evaluate_pairs(reranker, pairs, threshold=cfg.threshold, progress=not args.quiet)
+    load = cfg.load
+    reranker = Reranker.load(load.reranker, device=load.device, max_length=load.max_length, batch_size=load.batch_size)
+    figures = evaluate_pairs(reranker, pairs, threshold=cfg.search.threshold, progress=not args.quiet)
     figures.update(reranker=reranker.name, pairs_file=str(args.pairs), limit=args.limit, articles=args.articles)
     if args.json:
         print(json.dumps(figures, indent=2))

@@ -1,0 +1,337 @@
+"""The web page: ask a question, see which paragraphs of the collection answer it.
+
+Run through the top-level ``app.py``::
+
+    streamlit run app.py                           # indexes/squad-dev, or $QA_SEARCH_INDEX
+    streamlit run app.py -- --index indexes/NAME   # another built index
+
+It calls only the public pipeline API (``QAPipeline.load`` / ``search``);
+models and indexes are loaded once per process (``st.cache_resource``) and a
+repeated search is answered from a cache (``st.cache_data``). Every piece of
+paragraph text is HTML-escaped before highlights are added
+(:mod:`pipeline.apps.ui.highlight`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from pipeline import (
+    Hit,
+    IndexNotFoundError,
+    ModelNotFoundError,
+    PipelineConfig,
+    QAPipeline,
+    QASearchError,
+    RetrievalMode,
+    SearchResult,
+)
+from pipeline.apps.ui.highlight import escape, escape_markdown, highlight_html
+
+STYLE = Path(__file__).with_name("style.css")
+EXAMPLES_FILE = "examples.json"
+INDEXES_DIR = Path("indexes")
+DEFAULT_INDEX = "indexes/squad-dev"
+INDEX_ENV = "QA_SEARCH_INDEX"
+
+#: Example questions for SQuAD v1.1 dev, each shown only when its gold paragraph is in the loaded index.
+#: Any other index offers the questions of its own ``examples.json`` (a JSON list of strings), if it has one.
+SQUAD_EXAMPLES = {
+    "Which NFL team represented the AFC at Super Bowl 50?": "Super_Bowl_50#0",
+    "What was Maria Curie the first female recipient of?": "Warsaw#0",
+    "In what year was Nikola Tesla born?": "Nikola_Tesla#0",
+    "What company owns the American Broadcasting Company?": "American_Broadcasting_Company#0",
+    "What is the primary purpose of chloroplasts?": "Chloroplast#0",
+}
+MAX_EXAMPLES = 8
+MODE_LABELS = {"hybrid": "Hybrid", "bm25": "BM25", "dense": "Dense"}
+STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "fused": "fused", "rerank": "rerank"}
+TIMING_LABELS = {"bm25": "BM25", "dense": "Dense", "fusion": "Fusion", "rerank": "Rerank", "read": "Reader"}
+
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def start_index(argv: list[str], env: dict[str, str]) -> str:
+    """The index to open first: ``--index`` after ``--`` on the command line, else ``$QA_SEARCH_INDEX``, else the default."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--index")
+    args, _ = parser.parse_known_args(argv)
+    return args.index or env.get(INDEX_ENV) or DEFAULT_INDEX
+
+
+def built_indexes() -> list[str]:
+    """Index directories (holding a ``manifest.json``) under ``indexes/``."""
+    if not INDEXES_DIR.is_dir():
+        return []
+    return sorted(str(p.parent) for p in INDEXES_DIR.glob("*/manifest.json"))
+
+
+def index_stamp(index: str) -> float:
+    """Modification time of the index manifest, so a rebuilt index is loaded again."""
+    try:
+        return (Path(index) / "manifest.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# --------------------------------------------------------------------------- cached work
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_pipeline(index: str, stamp: float, reranker: str | None, reader: str | None) -> QAPipeline:
+    """Open ``index`` with its models; ``None`` switches the reranker / reader off. Once per process and key."""
+    return QAPipeline.load(index, rerank=reranker is not None, reranker=reranker, read=reader is not None, reader=reader)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_search(_qa: QAPipeline, pipeline_key: tuple, question: str, settings: tuple) -> SearchResult:
+    """One search, cached by pipeline, question and every search setting (``settings``: sorted items)."""
+    return _qa.search(question, **dict(settings))
+
+
+# --------------------------------------------------------------------------- presentation
+
+
+def display_title(title: str) -> str:
+    return (title or "Untitled").replace("_", " ")
+
+
+def stage_line(hit: Hit) -> str:
+    parts = []
+    for stage, label in STAGE_LABELS.items():
+        if stage in hit.scores:
+            rank = hit.ranks.get(stage)
+            score = hit.scores[stage]
+            parts.append(f"{label} {score:.3g}" + (f" (#{rank})" if rank else ""))
+    return " · ".join(parts)
+
+
+def card_html(hit: Hit, position: int, question: str) -> str:
+    """One result card. Every piece of hit text goes through :func:`escape` / :func:`highlight_html`."""
+    css, badge = {True: ("qa-yes", "answers"), False: ("qa-no", "does not answer"), None: ("qa-retrieved", "retrieved")}[
+        hit.answerable
+    ]
+    span = (hit.answer.start, hit.answer.end) if hit.answer is not None and hit.answerable is not False else None
+    prob = ""
+    if hit.probability is not None:
+        pct = max(0.0, min(1.0, hit.probability)) * 100
+        prob = (
+            f'<div class="qa-prob" title="Reranker probability that this paragraph answers the question">'
+            f'<div class="qa-bar"><div style="width:{pct:.1f}%"></div></div>'
+            f"<span>answer probability <b>{hit.probability:.2f}</b></span></div>"
+        )
+    return (
+        f'<div class="qa-card {css}" data-id="{escape(hit.id)}">'
+        f'<div class="qa-head"><span class="qa-rank">#{position}</span>'
+        f'<span class="qa-title">{escape(display_title(hit.title))}</span>'
+        f'<span class="qa-badge">{badge}</span></div>'
+        f"{prob}"
+        f'<p class="qa-text">{highlight_html(hit.text, question=question, answer=span)}</p>'
+        f'<div class="qa-stages">{escape(stage_line(hit))}</div></div>'
+    )
+
+
+def best_answer_html(result: SearchResult) -> str:
+    answer = result.answer
+    source = next((h for h in result.hits if h.id == answer.id), None)
+    where = f"from {escape(display_title(source.title))}" if source else ""
+    return (
+        '<div class="qa-best"><div class="qa-best-label">Answer</div>'
+        f'<div class="qa-best-text">{escape(answer.text)}</div>'
+        f'<div class="qa-best-src">{where} · reader score {answer.score:.2f}</div></div>'
+    )
+
+
+def timings_html(timings: dict[str, float]) -> str:
+    order = [k for k in TIMING_LABELS if k in timings] + sorted(set(timings) - set(TIMING_LABELS) - {"total"})
+    rows = [(TIMING_LABELS.get(k, k), timings[k]) for k in order]
+    if "total" in timings:
+        rows.append(("Total", timings["total"]))
+    body = "".join(f"<tr><td>{escape(label)}</td><td>{ms:,.1f} ms</td></tr>" for label, ms in rows)
+    return f'<table class="qa-timings">{body}</table>'
+
+
+def show_collapsed(hits: list[Hit], start: int, question: str, expand_first: bool = False) -> None:
+    for offset, hit in enumerate(hits):
+        prob = f"{hit.probability:.2f}" if hit.probability is not None else "n/a"
+        label = f"Does not answer · {prob} · {escape_markdown(display_title(hit.title))}"
+        with st.expander(label, expanded=expand_first and offset == 0):
+            st.html(card_html(hit, start + offset, question))
+
+
+def show_result(result: SearchResult) -> None:
+    """The hits in the pipeline's own order (the CLI's and the API's): answering ones as cards, others collapsed."""
+    question = result.query
+    if result.answer is not None:
+        st.html(best_answer_html(result))
+    if result.hits and all(h.answerable is None for h in result.hits):
+        st.info("The reranker is off: paragraphs are in retrieval order and not judged as answering or not.")
+        for i, hit in enumerate(result.hits, start=1):
+            st.html(card_html(hit, i, question))
+        return
+    n = sum(1 for h in result.hits if h.answerable)
+    if n:
+        st.markdown(f"**{n} paragraph{'s' if n != 1 else ''} answer{'s' if n == 1 else ''} this question**")
+    else:
+        st.warning("No paragraph in this collection answers this question.")
+        if result.hits:
+            st.caption("The closest paragraphs:")
+    for i, hit in enumerate(result.hits, start=1):
+        if hit.answerable:
+            st.html(card_html(hit, i, question))
+        else:
+            show_collapsed([hit], i, question, expand_first=not n and i == 1)
+
+
+def pick_example() -> None:
+    """Pills callback: put the example in the question box and search it."""
+    example = st.session_state.get("example")
+    if example:
+        st.session_state.question = example
+        st.session_state.query = example
+    st.session_state.example = None
+
+
+def examples_for(qa: QAPipeline) -> list[str]:
+    """Example questions for this index: its own ``examples.json``, else SQuAD dev's whose gold paragraph it holds."""
+    own = Path(qa.index.path) / EXAMPLES_FILE
+    if own.is_file():
+        try:
+            listed = json.loads(own.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            listed = None
+        if isinstance(listed, list):
+            return [q.strip() for q in listed if isinstance(q, str) and q.strip()][:MAX_EXAMPLES]
+    if qa.index.manifest.corpus.get("format") != "squad":
+        return []
+    ids = {p.id for p in qa.index.passages}
+    return [q for q, gold in SQUAD_EXAMPLES.items() if gold in ids]
+
+
+def topics_for(qa: QAPipeline, limit: int = 6) -> list[str]:
+    seen: dict[str, None] = {}
+    for passage in qa.index.passages:
+        seen.setdefault(display_title(passage.title), None)
+        if len(seen) >= limit:
+            break
+    return list(seen)
+
+
+def show_missing_index(index: str, exc: QASearchError) -> None:
+    st.error(str(exc))
+    if Path(index) == Path(DEFAULT_INDEX):
+        st.markdown("Build the SQuAD v1.1 dev index (a few minutes on a CPU):")
+        st.code(
+            "qa-search data fetch squad-dev\nqa-search build --corpus data/dev-v1.1.json --index indexes/squad-dev",
+            language="bash",
+        )
+    else:
+        st.markdown("Build an index from your corpus (SQuAD JSON, JSON Lines, a folder of .txt/.md files):")
+        st.code(f"qa-search build --corpus PATH --index {index}", language="bash")
+    st.caption("Or pick another built index in the sidebar.")
+
+
+# --------------------------------------------------------------------------- page
+
+
+def sidebar(defaults: PipelineConfig, first_index: str) -> dict:
+    """The controls; returns the chosen index, models and search settings."""
+    with st.sidebar:
+        st.header("Settings")
+        options = built_indexes()
+        if first_index not in options:
+            options.insert(0, first_index)
+        index = st.selectbox("Index", options, index=options.index(first_index), key="index")
+        mode = st.radio(
+            "Retrieval", [m.value for m in RetrievalMode], index=[m.value for m in RetrievalMode].index(defaults.search.mode.value),
+            format_func=MODE_LABELS.get, horizontal=True, key="mode",
+        )
+        candidates = st.slider("Candidates to rerank", 5, 200, min(max(defaults.search.candidates, 5), 200), 5, key="candidates")
+        top_k = st.slider("Results", 1, 50, min(max(defaults.search.top_k, 1), 50), key="top_k")
+        threshold = st.slider("Answerable threshold", 0.0, 1.0, float(defaults.search.threshold), 0.05, key="threshold")
+        rerank = st.toggle("Rerank with a cross-encoder", value=defaults.load.rerank, key="rerank")
+        reranker = st.text_input("Reranker model (name or path)", value=defaults.load.reranker, key="reranker",
+                                 disabled=not rerank).strip()
+        read = st.toggle("Mark the answer (reader)", value=defaults.load.read, key="read")
+        reader = st.text_input("Reader model (name or path)", value=defaults.load.reader, key="reader",
+                               disabled=not read).strip()
+        st.subheader("Last search")
+        latency = st.empty()
+        latency.caption("No search yet.")
+    reranker = reranker if rerank and reranker else None
+    reader = reader if read and reader else None
+    search = {"mode": mode, "candidates": candidates, "top_k": top_k, "threshold": threshold,
+              "rerank": bool(reranker), "read": bool(reader)}
+    return {
+        "index": index,
+        "reranker": reranker,
+        "reader": reader,
+        "search": search,
+        "latency": latency,
+    }
+
+
+def main() -> None:
+    st.set_page_config(page_title="qa-search", page_icon="🔎", layout="centered")
+    st.html(f"<style>{STYLE.read_text(encoding='utf-8')}</style>")
+    st.title("qa-search")
+    st.caption("Ask a question: see which paragraphs of the collection answer it.")
+    try:
+        defaults = PipelineConfig.from_env()
+    except QASearchError as exc:
+        st.error(f"Bad QA_SEARCH_* setting: {exc}")
+        st.stop()
+    choice = sidebar(defaults, start_index(sys.argv[1:], dict(os.environ)))
+    index = choice["index"]
+    key = (index, index_stamp(index), choice["reranker"], choice["reader"])
+    try:
+        with st.spinner(f"Loading {index} and its models (once per session)…"):
+            qa = load_pipeline(*key)
+    except IndexNotFoundError as exc:
+        show_missing_index(index, exc)
+        st.stop()
+    except ModelNotFoundError as exc:
+        st.error(str(exc))
+        st.caption("Give a model name or local path in the sidebar, or switch that stage off.")
+        st.stop()
+    except QASearchError as exc:
+        st.error(str(exc))
+        st.stop()
+
+    manifest = qa.index.manifest
+    models = [f"bi-encoder {manifest.bi_encoder['name']}"]
+    models += [f"{stage} {choice[stage]}" for stage in ("reranker", "reader") if choice[stage]]
+    st.caption(escape_markdown(f"{Path(index).name} · {manifest.passages:,} passages · " + " · ".join(models)))
+
+    with st.form("ask", border=False):
+        st.text_input("Question", key="question", placeholder="Ask a question about this collection…")
+        submitted = st.form_submit_button("Search", type="primary")
+    if submitted:
+        st.session_state.query = st.session_state.question
+    examples = examples_for(qa)
+    if examples:
+        st.pills("Examples", examples, key="example", on_change=pick_example)
+    else:
+        st.caption(escape_markdown("In this collection: " + ", ".join(topics_for(qa)) + ", …"))
+
+    query = st.session_state.get("query")
+    if query is None:
+        return
+    settings = tuple(sorted(choice["search"].items()))
+    try:
+        with st.spinner("Searching…"):
+            result = run_search(qa, key, query, settings)
+    except QASearchError as exc:
+        st.warning(str(exc))
+        return
+    choice["latency"].html(timings_html(result.timings))
+    st.divider()
+    show_result(result)
