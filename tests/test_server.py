@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.apps.server.service import ServerSettings, create_app
+from pipeline.apps.server import ServerSettings, create_app
 from pipeline.errors import ConfigError
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import MicroBatcher
@@ -372,7 +372,7 @@ def test_settings_from_env():
     assert (s.api_key, s.max_documents, s.batching, s.batch_max_wait_ms, s.port) == ("key-from-env", 9, False, 2.5, 8000)
     assert s.cors_origins == ("https://a.example", "https://b.example")
     assert s.host == "127.0.0.1" and s.is_loopback() and "key-from-env" not in repr(s)
-    with pytest.raises(ConfigError, match="QA_SEARCH_SERVER_MAX_TOP_K='lots' is not a valid int"):
+    with pytest.raises(ConfigError, match="QA_SEARCH_SERVER_MAX_TOP_K must be a whole number, got 'lots'"):
         ServerSettings.from_env({"QA_SEARCH_SERVER_MAX_TOP_K": "lots"})
     with pytest.raises(ConfigError, match="max_documents must be a positive whole number"):
         ServerSettings(max_documents=0)

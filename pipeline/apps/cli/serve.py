@@ -8,7 +8,7 @@ from pipeline.apps.cli.common import add_pipeline_options, pipeline_settings
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from pipeline.apps.server.service import ServerSettings, serve
+    from pipeline.apps.server import ServerSettings, serve
 
     settings = ServerSettings.from_env(
         host=args.host,

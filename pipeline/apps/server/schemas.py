@@ -1,6 +1,6 @@
 """Request and response shapes of the HTTP API, built from the server's limits.
 
-The limits (:class:`~pipeline.apps.server.service.ServerSettings`) are part of the types:
+The limits (:class:`~pipeline.apps.server.limits.Limits`) are part of the types:
 pydantic enforces them and FastAPI writes them into the OpenAPI schema
 (``maxLength``, ``maxItems``, ``maximum``), so the published schema always
 states the limits the running server applies.
@@ -16,7 +16,7 @@ states the limits the running server applies.
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -28,14 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.apps.server.limits import DOCUMENTS_PER_SEARCH_UNIT, Limits
 from pipeline.config import RetrievalMode
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.apps.server.service import ServerSettings
+from pipeline.results import Answer, BestAnswer
 
 MAX_MODEL_NAME = 300
-#: Cohere bills one search unit per query with up to 100 documents.
-DOCUMENTS_PER_SEARCH_UNIT = 100
 
 
 def _not_blank(text: str) -> str:
@@ -76,7 +73,7 @@ class Schemas:
     ScoreResponse: type[BaseModel]
 
 
-def build_schemas(limits: "ServerSettings") -> Schemas:
+def build_schemas(limits: Limits) -> Schemas:
     """The request and response models for these limits (one set per app, no global state)."""
     q_chars, d_chars, max_docs = limits.max_query_chars, limits.max_document_chars, limits.max_documents
 
@@ -124,13 +121,6 @@ def build_schemas(limits: "ServerSettings") -> Schemas:
             description="probability at which a passage counts as answering (default 0.5)",
         )
 
-    class AnswerOut(BaseModel):
-        model_config = ConfigDict(extra="allow")
-        text: str
-        start: int
-        end: int
-        score: float
-
     class HitOut(BaseModel):
         """One passage, as the Python API's ``Hit.to_dict()`` gives it."""
 
@@ -144,7 +134,7 @@ def build_schemas(limits: "ServerSettings") -> Schemas:
         scores: dict[str, float] = Field(description="score of each stage that saw it: bm25, dense, fused, rerank")
         ranks: dict[str, int] = Field(description="1-based rank at each stage")
         metadata: dict[str, Any] = Field(default_factory=dict)
-        answer: AnswerOut | None = Field(None, description="the answer span read from this passage, when a reader runs")
+        answer: Answer | None = Field(None, description="the answer span read from this passage, when a reader runs")
 
     class SearchResponse(BaseModel):
         model_config = ConfigDict(extra="allow")
@@ -153,7 +143,7 @@ def build_schemas(limits: "ServerSettings") -> Schemas:
             description="whether any hit answers the question; null when the reranker is off"
         )
         hits: list[HitOut] = Field(description="best first")
-        answer: dict[str, Any] | None = Field(None, description="the best answer span, when a reader runs")
+        answer: BestAnswer | None = Field(None, description="the best answer span, when a reader runs")
         timings: dict[str, float] = Field(description="milliseconds per stage and in total")
         settings: dict[str, Any] = Field(description="the settings that produced the result")
 
