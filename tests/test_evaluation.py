@@ -454,22 +454,41 @@ def test_cli_eval_reranker_article_filter_and_errors(tmp_path, tiny_cross_encode
 # --------------------------------------------------------------------------- the real stand-in
 
 
-@pytest.mark.slow
-def test_standin_reranks_held_out_questions(squad_dev_path, standin_reranker, minilm_path, tmp_path):
+#: Measured once with the test below (100 held-out questions, seed 0, an index of articles 24-47 only, hybrid
+#: top 10 reranked by the stand-in on the default backend), in percent. The sample is fixed, so they only move
+#: with the code or with int8 kernels of another CPU; a drop of more than MARGIN points (3 questions' R@1) in
+#: any of them fails the test. Measured with two plausible ordering bugs: rerank R@1 78-80, MRR@10 85-87.
+HELD_OUT_MEASURED = {
+    "hybrid": {"recall@1": 82.0, "mrr@10": 88.67},
+    "rerank": {"recall@1": 84.0, "mrr@10": 90.37},
+}
+MARGIN = 3.0
+
+
+@pytest.fixture(scope="module")
+def held_out_qa(squad_dev_path, standin_reranker, minilm_path, tmp_path_factory):
+    """The held-out articles 24-47 of SQuAD dev as their own index (the stand-in was trained on 0-23), with the
+    stand-in reranker on the default backend."""
     from pipeline.index import build_index
     from pipeline.qa import QAPipeline
 
-    # Articles 24-25 of SQuAD dev as their own small index (held-out for the stand-in).
+    root = tmp_path_factory.mktemp("held-out")
     data = json.loads(squad_dev_path.read_text(encoding="utf-8"))
-    subset = tmp_path / "heldout.json"
-    subset.write_text(json.dumps({"version": "1.1", "data": data["data"][24:26]}), encoding="utf-8")
-    build_index(subset, tmp_path / "idx", bi_encoder=str(minilm_path), progress=False)
-    qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker), read=False)
-    questions = sample_questions(load_questions(subset), 24, seed=0)
-    result = evaluate(qa, questions, candidates=10, progress=False)
-    assert result.config["answerable_questions"] == 24
-    for mode in ("bm25", "dense", "hybrid", "rerank"):
-        assert result.modes[mode]["recall@10"] >= 0.5
-    # A trained reranker puts the gold paragraph first more often than chance among 10 candidates.
-    assert result.modes["rerank"]["recall@1"] > 0.3
-    assert result.answerability["top_is_gold"] >= 8
+    subset = root / "heldout.json"
+    subset.write_text(json.dumps({"version": "1.1", "data": data["data"][24:48]}), encoding="utf-8")
+    build_index(subset, root / "idx", bi_encoder=str(minilm_path), progress=False)
+    return QAPipeline.load(root / "idx", reranker=str(standin_reranker), read=False)
+
+
+@pytest.mark.slow
+def test_standin_reranking_beats_hybrid_on_held_out_questions(held_out_qa, squad_dev_path):
+    questions = sample_questions(load_questions(squad_dev_path, "24-47"), 100, seed=0)
+    result = evaluate(held_out_qa, questions, modes=["hybrid", "rerank"], candidates=10, progress=False)
+    assert result.config["answerable_questions"] == 100
+    got = {mode: {m: round(100 * result.modes[mode][m], 2) for m in ("recall@1", "mrr@10")} for mode in result.modes}
+    print("held-out figures:", got)
+    for mode, figures in HELD_OUT_MEASURED.items():
+        for metric, measured in figures.items():
+            assert got[mode][metric] >= measured - MARGIN, (mode, metric, got, HELD_OUT_MEASURED)
+    # Reranking the hybrid top 10 must not lose to the list it reorders (measured: 90.37 vs 88.67).
+    assert got["rerank"]["mrr@10"] >= got["hybrid"]["mrr@10"], got
