@@ -111,7 +111,7 @@ def check_index_file(path) -> None:
         pytest.fail(f"{path.name}: not a known index file format ({', '.join(INDEX_FORMATS)})")
     try:
         INDEX_FORMATS[ending](path)
-    except Exception as exc:  # any reader's error: the file is not what its name says
+    except Exception as exc:  # noqa: BLE001  (any reader's error: the file is not what its name says)
         pytest.fail(f"{path.name} is not a valid {ending} file: {type(exc).__name__}: {exc}")
 
 

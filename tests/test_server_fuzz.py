@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from pipeline.apps.server.service import ServerSettings, create_app  # noqa: E402
-from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.rerank.reranker import Reranker  # noqa: E402
+from pipeline.apps.server.service import ServerSettings, create_app
+from pipeline.qa import QAPipeline
+from pipeline.rerank.reranker import Reranker
 
 OPERATIONS = [("/v1/rerank", "POST"), ("/v1/score", "POST"), ("/v1/search", "POST"), ("/v1/models", "GET")]
 
