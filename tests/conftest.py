@@ -107,8 +107,11 @@ def make_tiny_bi_encoder(directory: Path, minilm_path: Path, seed: int = 0) -> P
 
 
 def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: int = 1, id2label=None,
-                            arch: str = "bert", seed: int = 0) -> Path:
-    """A tiny random sequence classifier (BERT or ELECTRA) that sentence-transformers' CrossEncoder loads."""
+                            arch: str = "bert", seed: int = 0, **config) -> Path:
+    """A tiny random sequence classifier (BERT or ELECTRA) that sentence-transformers' CrossEncoder loads.
+
+    ``config``: more config arguments, e.g. ``initializer_range=0.2`` for weights large enough that
+    different inputs get clearly different outputs (at the default 0.02 every logit is about the same)."""
     import torch
     from transformers import (
         BertConfig,
@@ -119,7 +122,7 @@ def make_tiny_cross_encoder(directory: Path, minilm_path: Path, *, num_labels: i
 
     torch.manual_seed(seed)
     tok = _tokenizer(minilm_path)
-    common = _tiny_shape(tok, num_labels=num_labels)
+    common = _tiny_shape(tok, num_labels=num_labels, **config)
     if id2label:
         common["id2label"] = dict(id2label)
         common["label2id"] = {v: k for k, v in id2label.items()}

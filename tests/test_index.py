@@ -1,5 +1,7 @@
+import gzip
 import hashlib
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -30,11 +32,121 @@ def test_build_writes_complete_manifest(tiny_index, small_corpus):
     assert m.created_at
 
 
-def test_index_files_are_not_pickles(tiny_index):
-    for path in tiny_index.iterdir():
-        head = path.read_bytes()[:2]
-        assert head[:1] != b"\x80", f"{path.name} looks like a pickle"
-    json.loads((tiny_index / "manifest.json").read_text())
+PICKLE_HEADERS = tuple(b"\x80" + bytes([protocol]) for protocol in range(2, 6))  # PROTO opcode, protocols 2-5
+
+
+def _json_lines(data: bytes) -> None:
+    lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+    assert lines, "no JSON lines"
+    for line in lines:
+        json.loads(line)
+
+
+def _npy(path) -> None:
+    np.load(path, allow_pickle=False)  # object arrays (pickled) raise ValueError
+
+
+def _npz(path) -> None:
+    with np.load(path, allow_pickle=False) as archive:
+        for name in archive.files:
+            archive[name]
+
+
+def _faiss(path) -> None:
+    import faiss
+
+    faiss.read_index(str(path))
+
+
+def _sqlite(path) -> None:
+    import sqlite3
+
+    assert path.read_bytes()[:16] == b"SQLite format 3\x00", "not an SQLite database"
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _arrow(path) -> None:
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(path)) as source:
+            pa.ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(path)) as source:
+            pa.ipc.open_stream(source).read_all()
+
+
+def _parquet(path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.read_table(str(path))
+
+
+#: Every format an index may hold, by file-name ending; each reader raises on anything else.
+INDEX_FORMATS = {
+    ".json": lambda path: json.loads(path.read_bytes().decode("utf-8")),
+    ".jsonl": lambda path: _json_lines(path.read_bytes()),
+    ".jsonl.gz": lambda path: _json_lines(gzip.decompress(path.read_bytes())),
+    ".faiss": _faiss,
+    ".npy": _npy,
+    ".npz": _npz,
+    ".sqlite": _sqlite,
+    ".sqlite3": _sqlite,
+    ".db": _sqlite,
+    ".arrow": _arrow,
+    ".feather": _arrow,
+    ".parquet": _parquet,
+}
+
+
+def check_index_file(path) -> None:
+    """Parse ``path`` with the reader of its format; fail for a pickle (even gzipped) or an unknown format."""
+    raw = path.read_bytes()
+    data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    if data.startswith(PICKLE_HEADERS):
+        pytest.fail(f"{path.name} is a pickle")
+    ending = next((e for e in sorted(INDEX_FORMATS, key=len, reverse=True) if path.name.endswith(e)), None)
+    if ending is None:
+        pytest.fail(f"{path.name}: not a known index file format ({', '.join(INDEX_FORMATS)})")
+    try:
+        INDEX_FORMATS[ending](path)
+    except Exception as exc:  # noqa: BLE001  (any reader's error: the file is not what its name says)
+        pytest.fail(f"{path.name} is not a valid {ending} file: {type(exc).__name__}: {exc}")
+
+
+def test_index_files_are_known_formats_not_pickles(tiny_index):
+    files = sorted(p for p in tiny_index.rglob("*") if p.is_file())
+    assert {"manifest.json"} <= {p.name for p in files}
+    for path in files:
+        check_index_file(path)
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("bm25.jsonl.gz", gzip.compress(pickle.dumps([["capital", "france"]]))),  # gzip hides the pickle header
+        ("manifest.json", pickle.dumps({"passages": 6}, protocol=2)),
+        ("passages.jsonl", pickle.dumps([{"id": "a"}], protocol=0)),  # protocol 0 has no header
+        ("store.pkl", b"anything"),  # unknown format
+        ("dense.faiss", b"not a faiss index"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_index_file_check_rejects_pickles_and_unknown_formats(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(pytest.fail.Exception, match=name.replace(".", r"\.")):
+        check_index_file(path)
+
+
+def test_index_file_check_rejects_pickled_numpy_arrays(tmp_path):
+    path = tmp_path / "ids.npy"
+    np.save(path, np.array([{"id": "a"}], dtype=object), allow_pickle=True)
+    with pytest.raises(pytest.fail.Exception, match="ids.npy is not a valid .npy file"):
+        check_index_file(path)
+    np.save(path, np.arange(3))
+    check_index_file(path)
 
 
 def test_bm25_finds_the_lexical_match(tiny_index):
