@@ -10,7 +10,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.apps.server.service import ServerSettings, create_app
+from pipeline.apps.server import ServerSettings, create_app
 from pipeline.qa import QAPipeline
 from pipeline.rerank.reranker import Reranker
 
