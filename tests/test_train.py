@@ -181,3 +181,59 @@ def test_bad_input_one_error_line(tmp_path, gen_index, gen_squad, tiny_base, cap
     assert _train_reranker(gen_index, questions, tmp_path / "out", tiny_base, *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def _train_reader(questions, out, base, *extra) -> int:
+    files = [a for q in questions for a in ("--questions", str(q))]
+    return main(["train", "reader", *files, "--out", str(out), "--base", str(base), "--max-steps", "4",
+                 "--batch-size", "8", "--max-length", "64", "--stride", "24", "--save-steps", "2", "-q", *extra])
+
+
+def test_featurize_labels_the_answer_tokens_and_cls_for_no_answer(minilm_path, gen_squad_v2):
+    from transformers import AutoTokenizer
+
+    from pipeline.train.reader import featurize, load_reader_examples
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path))
+    examples = load_reader_examples([gen_squad_v2])
+    assert len(examples) == 56 and sum(not e.answerable for e in examples) == 24
+    answerable = next(e for e in examples if e.answer_text == "1204")
+    unanswerable = next(e for e in examples if not e.answerable)
+    features = featurize(tok, [answerable, unanswerable], max_length=32, stride=8)
+    labelled = [(ids, s, e) for ids, s, e in zip(features["input_ids"], features["start_positions"], features["end_positions"]) if s]
+    assert [tok.decode(ids[s : e + 1]) for ids, s, e in labelled] == ["1204"]
+    # Every window of the unanswerable question, and the answerable one's windows without the answer, point at CLS (0).
+    assert features["start_positions"].count(0) == len(features["start_positions"]) - 1
+
+
+def test_train_reader_no_answer_head_loads_and_reads(tmp_path, gen_squad, gen_squad_v2, tiny_base, capsys):
+    from pipeline.read.reader import Reader
+    from pipeline.train.card import read_card
+
+    out = tmp_path / "reader"
+    assert _train_reader([gen_squad, gen_squad_v2], out, tiny_base, "--eval-articles", "6-7") == 0
+    card = read_card(out)
+    assert card["data"]["questions"] == 56 and card["data"]["training_unanswerable"] == 18
+    after = card["heldout"]["after"]
+    assert after["HasAns"]["total"] == 8 and after["NoAns"]["total"] == 6 and "overall" in after
+    assert card["training"]["no_answer_head"] is True
+    reader = Reader.load(str(out), device="cpu")
+    assert reader.allow_no_answer  # the saved config turns abstention on
+    text = "Brenn is the capital of Aldoria."
+    answer = reader.read("What is the capital of Aldoria?", [text])[0]
+    assert answer is None or text[answer.start : answer.end] == answer.text
+
+
+def test_train_reader_grouped_folds(tmp_path, gen_squad_v2, tiny_base):
+    from pipeline.train.card import read_card
+
+    out = tmp_path / "reader"
+    assert _train_reader([gen_squad_v2], out, tiny_base, "--folds", "2", "--max-steps", "2") == 0
+    folds = read_card(out)["folds"]["per_fold"]
+    assert len(folds) == 2
+    held = [set(f["articles"]) for f in folds]
+    assert not held[0] & held[1] and len(held[0] | held[1]) == 8  # every article held out exactly once
+    assert all(f["NoAns"]["total"] == 3 * len(h) for f, h in zip(folds, held))
