@@ -87,9 +87,9 @@ def test_train_reranker_output_loads_and_scores(tmp_path, gen_index, gen_squad, 
     assert card["data"]["pairs_by_kind"]["positive"] == 24  # 6 articles x 4 answerable questions
     assert card["data"]["pairs_by_kind"]["bm25"] == 24 and card["data"]["pairs_by_kind"]["dense"] == 24
     assert card["training"]["steps"] == 4
-    for when in ("before", "after"):
-        assert card["heldout"][when]["questions"] == 8
-        assert 0.0 <= card["heldout"][when]["reranked"]["mrr@10"] <= 1.0
+    assert "no trained scoring head" in card["heldout"]["before"]["skipped"]  # a bare BERT: random head, no baseline
+    after = card["heldout"]["after"]
+    assert after["questions"] == 8 and 0.0 < after["reranked"]["mrr@10"] <= 1.0 and 0.0 < after["hybrid"]["mrr@10"] <= 1.0
     assert not (out / "checkpoints").exists()
     reranker = Reranker.load(str(out), device="cpu")
     scores = reranker.score("What is the capital of Aldoria?", ["Brenn is the capital of Aldoria.", "The flag is green."])
@@ -97,9 +97,10 @@ def test_train_reranker_output_loads_and_scores(tmp_path, gen_index, gen_squad, 
     assert "Trained reranker" in capsys.readouterr().out
 
 
-def test_train_reranker_jsonl_and_v2_negatives(tmp_path, gen_index, gen_squad_v2, tiny_base):
-    from pipeline.train.data import load_training_questions, training_pairs
+def test_train_reranker_jsonl_and_v2_negatives(tmp_path, gen_index, gen_squad, gen_squad_v2, tiny_base, tiny_cross_encoder):
     from pipeline.index import SearchIndex
+    from pipeline.train.card import read_card
+    from pipeline.train.data import load_training_questions, training_pairs
 
     index = SearchIndex.load(gen_index)
     questions = load_training_questions(gen_squad_v2, index)
@@ -107,6 +108,11 @@ def test_train_reranker_jsonl_and_v2_negatives(tmp_path, gen_index, gen_squad_v2
     assert len(unanswerable) == 24 and unanswerable[0].negatives == ("Aldoria#0",)
     kinds = training_pairs(index, questions).counts()
     assert kinds == {"positive": 32, "unanswerable": 24}
+
+    # A cross-encoder base has a trained head: its figures before training are measured.
+    out = tmp_path / "from-ce"
+    assert _train_reranker(gen_index, gen_squad, out, tiny_cross_encoder, "--eval-articles", "7", "--max-steps", "1") == 0
+    assert read_card(out)["heldout"]["before"]["questions"] == 4
 
     lines = tmp_path / "q.jsonl"
     lines.write_text(json.dumps({"question": "What is the capital of Calvia?", "positive_ids": ["Calvia#0"],

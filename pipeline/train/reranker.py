@@ -17,6 +17,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -125,6 +126,15 @@ def _cross_encoder(base: str, settings: RerankerSettings, device: str):
     ), resolved
 
 
+def _has_trained_head(path: str) -> bool:
+    """Whether the base model already is a sequence classifier (a cross-encoder), so its scores mean something."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
 def _parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -183,10 +193,13 @@ def train_reranker(
     notify(message + (f"; resuming from {resume}" if resume else "") + ".")
 
     figures: dict = {}
-    if held:
+    if held and _has_trained_head(resolved.path):
         notify(f"Held-out figures before training: {len(held)} questions, hybrid top {settings.eval_candidates}.")
         figures["before"] = heldout_figures(index, encoder, held, lambda q, ts: model.predict([(q, t) for t in ts]),
                                             candidates=settings.eval_candidates, progress=progress, desc="Before")
+    elif held:  # a fresh random head ranks at random: the baseline is the retrieval order ("hybrid" of "after")
+        figures["before"] = {"skipped": f"{settings.base} has no trained scoring head; before training the "
+                             "ranking is the hybrid retrieval order, reported as 'hybrid' with the figures after"}
 
     dataset = Dataset.from_dict({
         "question": [p.question for p in pairs.pairs],
