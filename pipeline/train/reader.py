@@ -37,6 +37,7 @@ from pipeline.models.device import pick_device
 from pipeline.models.resolve import resolve_model
 from pipeline.train import estimate
 from pipeline.train.card import CARD_FILE, read_card, write_card
+from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import checkpoint_dir, install_model, prepare_output
 from pipeline.train.splits import group_folds, split_questions
 
@@ -247,7 +248,7 @@ def _fit(train: Sequence[ReaderExample], out: Path, settings: ReaderSettings, *,
     model.config.version_2_with_negative = no_answer
     model.config.allow_no_answer = no_answer
     windows = len(features["input_ids"])
-    steps = settings.max_steps if settings.max_steps > 0 else int(round(-(-windows // settings.batch_size) * settings.epochs))
+    steps = settings.max_steps if settings.max_steps > 0 else round(-(-windows // settings.batch_size) * settings.epochs)
     message = (f"{label}Training a reader from {settings.base} on {len(train)} questions "
                f"({sum(not e.answerable for e in train)} unanswerable), {windows} windows: {steps} steps of "
                f"{settings.batch_size} on {device}")
@@ -313,6 +314,7 @@ def train_reader(
     notify: Notify = logger.info,
 ) -> dict:
     """Train a reader into ``out`` (resuming from its last checkpoint); with ``folds``, also K grouped-fold figures."""
+    require_training_libraries()
     started = time.time()
     paths = [questions_paths] if isinstance(questions_paths, (str, Path)) else list(questions_paths)
     out = Path(out).expanduser()

@@ -34,7 +34,13 @@ from pipeline.models.resolve import resolve_model
 from pipeline.retrieve import Retriever
 from pipeline.train import estimate
 from pipeline.train.card import write_card
-from pipeline.train.data import TrainQuestion, load_training_questions, mine_negatives, training_pairs
+from pipeline.train.data import (
+    TrainQuestion,
+    load_training_questions,
+    mine_negatives,
+    training_pairs,
+)
+from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import checkpoint_dir, install_model, prepare_output
 from pipeline.train.splits import Split, split_questions
 
@@ -156,9 +162,13 @@ def train_reranker(
     """Train a reranker into ``out`` (resuming from its last checkpoint when there is one); the training card."""
     import torch
     from datasets import Dataset
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
+    require_training_libraries()
     started = time.time()
     out = Path(out).expanduser()
     index = SearchIndex.load(index_path)
@@ -182,7 +192,7 @@ def train_reranker(
     held = _sample(split.eval, settings.eval_sample, settings.seed)
 
     steps_per_epoch = -(-len(pairs.pairs) // settings.batch_size)
-    total_steps = settings.max_steps if settings.max_steps > 0 else int(round(steps_per_epoch * settings.epochs))
+    total_steps = settings.max_steps if settings.max_steps > 0 else round(steps_per_epoch * settings.epochs)
     examples = min(len(pairs.pairs) * settings.epochs, total_steps * settings.batch_size)
     message = (f"Training {settings.base} on {len(pairs.pairs)} pairs ({pairs.counts()}) from "
                f"{len(train_questions)} questions: {total_steps} steps of {settings.batch_size} on {device}")

@@ -14,8 +14,9 @@ def _say(message: str) -> None:
 
 
 def _summary(card: dict) -> str:
-    lines = [f"Trained {card['kind']} in {card['training']['total_seconds']:.0f} s "
-             f"({card['training']['steps']} steps, final loss {card['training']['final_loss']:.4f}): {card['model']}"]
+    training = card["training"]
+    lines = [(f"Trained {card['kind']} in {training['total_seconds']:.0f} s "
+              f"({training['steps']} steps, final loss {training['final_loss']:.4f}): {card['model']}")]
     held = card.get("heldout") or {}
     for when in ("before", "after"):
         if when in held:
