@@ -91,6 +91,8 @@ def test_train_reranker_output_loads_and_scores(tmp_path, gen_index, gen_squad, 
     after = card["heldout"]["after"]
     assert after["questions"] == 8 and 0.0 < after["reranked"]["mrr@10"] <= 1.0 and 0.0 < after["hybrid"]["mrr@10"] <= 1.0
     assert not (out / "checkpoints").exists()
+    saved = json.loads((out / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert saved["activation_fn"].endswith("Sigmoid")  # sentence-transformers' CrossEncoder.predict gives 0..1 too
     reranker = Reranker.load(str(out), device="cpu")
     scores = reranker.score("What is the capital of Aldoria?", ["Brenn is the capital of Aldoria.", "The flag is green."])
     assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()  # the saved sigmoid: probabilities
@@ -157,6 +159,16 @@ def test_refuses_other_settings_on_resume(tmp_path, gen_index, gen_squad, tiny_b
     assert _train_reranker(gen_index, gen_squad, out, tiny_base) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds checkpoints of a run with other settings" in err[0]
+
+
+def test_resume_ignores_evaluation_only_settings(tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.train.output import prepare_output
+
+    prepare_output(tmp_path, {"kind": "reranker", "settings": {"learning_rate": 6e-5, "eval_sample": 300}})
+    prepare_output(tmp_path, {"kind": "reranker", "settings": {"learning_rate": 6e-5, "eval_sample": 12}})
+    with pytest.raises(ConfigError, match=r"other settings \(settings\)"):
+        prepare_output(tmp_path, {"kind": "reranker", "settings": {"learning_rate": 1e-4, "eval_sample": 12}})
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,18 @@ logger = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 
+#: Settings that change only the figures, not the training: a run may resume with other values.
+EVALUATION_ONLY = ("eval_sample", "eval_candidates")
+
+
+def training_run(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` without the evaluation-only settings, as JSON types (what checkpoints must agree on)."""
+    out = json.loads(json.dumps(run, default=str))
+    settings = out.get("settings")
+    if isinstance(settings, dict):
+        out["settings"] = {k: v for k, v in settings.items() if k not in EVALUATION_ONLY}
+    return out
+
 
 def checkpoint_dir(out: Path) -> Path:
     return Path(out) / "checkpoints"
@@ -47,10 +59,11 @@ def prepare_output(out: Path, run: dict[str, Any], *, restart: bool = False) -> 
     if (out / CARD_FILE).is_file() and not restart:
         raise ConfigError(f"{out} already holds a trained model; pass --restart to train it again or choose another --out.")
     run_file = folder / RUN_FILE
-    stored = json.loads(run_file.read_text(encoding="utf-8")) if run_file.is_file() else None
+    stored = training_run(json.loads(run_file.read_text(encoding="utf-8"))) if run_file.is_file() else None
     resume = last_checkpoint(out)
-    if stored is not None and stored != json.loads(json.dumps(run, default=str)):
-        changed = sorted(k for k in set(stored) | set(run) if stored.get(k) != json.loads(json.dumps(run.get(k), default=str)))
+    run = training_run(run)
+    if stored is not None and stored != run:
+        changed = sorted(k for k in set(stored) | set(run) if stored.get(k) != run.get(k))
         raise ConfigError(
             f"{folder} holds checkpoints of a run with other settings ({', '.join(changed)}); "
             "pass --restart to start over or choose another --out."

@@ -257,7 +257,7 @@ def _fit(train: Sequence[ReaderExample], out: Path, settings: ReaderSettings, *,
                                        parameters=sum(p.numel() for p in model.parameters()),
                                        length=settings.max_length, threads=torch.get_num_threads(),
                                        per_example=estimate.SECONDS_PER_WINDOW)
-        message += f", {estimate.describe(seconds)} on this CPU ({torch.get_num_threads()} threads)"
+        message += f", {estimate.describe(seconds)} on this CPU ({torch.get_num_threads()} threads, if nothing else runs)"
     notify(message + (f"; resuming from {resume}" if resume else "") + ".")
     args = TrainingArguments(
         output_dir=str(checkpoint_dir(out)),

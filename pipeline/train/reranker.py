@@ -82,6 +82,59 @@ def _sample(items: Sequence, n: int | None, seed: int) -> list:
     return [items[i] for i in keep]
 
 
+def rankings(
+    index: SearchIndex,
+    encoder: BiEncoder,
+    questions: Sequence[TrainQuestion],
+    scorers: dict[str, Callable[[str, list[str]], Sequence[float]]],
+    *,
+    candidates: int = 20,
+    progress: bool = False,
+    desc: str = "Held-out",
+) -> tuple[dict[str, str], dict[str, dict[str, list[str]]]]:
+    """Each answerable question's gold paragraph, and its hybrid (RRF) top ``candidates`` paragraph ids as
+    retrieved (``"hybrid"``) and as ordered by each of ``scorers`` (by name)."""
+    from tqdm.auto import tqdm
+
+    answerable = [q for q in questions if q.answerable]
+    sources = {p.id: p.source_id for p in index.passages}
+    golds = {q.id: sources.get(q.positives[0], q.positives[0]) for q in answerable}
+    retriever = Retriever(index, encoder)
+    out: dict[str, dict[str, list[str]]] = {"hybrid": {}, **{name: {} for name in scorers}}
+    for q in tqdm(answerable, desc=desc, unit="question", disable=not progress):
+        (cands, _), = retriever.retrieve_many([q.text], mode="hybrid", k=candidates, fusion="rrf")
+        passages = [index.passages[c.position] for c in cands]
+        out["hybrid"][q.id] = list(dict.fromkeys(p.source_id for p in passages))
+        for name, score in scorers.items():
+            scores = list(score(q.text, [p.text for p in passages]))
+            order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))
+            out[name][q.id] = list(dict.fromkeys(passages[i].source_id for i in order))
+    return golds, out
+
+
+def reciprocal_ranks(golds: dict[str, str], ranking: dict[str, list[str]], k: int = 10) -> dict[str, float]:
+    """Each question's reciprocal rank of its gold paragraph in the top ``k`` (0 when not there)."""
+    out = {}
+    for q, gold in golds.items():
+        top = ranking.get(q, [])[:k]
+        out[q] = 1.0 / (top.index(gold) + 1) if gold in top else 0.0
+    return out
+
+
+def standard_error(values: Sequence[float]) -> float:
+    import numpy as np
+
+    values = np.asarray(list(values), dtype=np.float64)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def figures_of(golds: dict[str, str], ranking: dict[str, list[str]]) -> dict[str, float]:
+    """MRR@10, Recall@1, Recall@5 (ranx) and the standard error of MRR@10 over the questions."""
+    figures = retrieval_metrics(golds, ranking, METRICS)
+    figures["mrr@10_se"] = standard_error(list(reciprocal_ranks(golds, ranking).values()))
+    return figures
+
+
 def heldout_figures(
     index: SearchIndex,
     encoder: BiEncoder,
@@ -93,26 +146,13 @@ def heldout_figures(
     desc: str = "Held-out",
 ) -> dict:
     """MRR@10 / Recall@1 / Recall@5 of the hybrid (RRF) top ``candidates`` as retrieved and as reranked by ``score``."""
-    from tqdm.auto import tqdm
-
-    answerable = [q for q in questions if q.answerable]
-    sources = {p.id: p.source_id for p in index.passages}
-    golds = {q.id: sources.get(q.positives[0], q.positives[0]) for q in answerable}
-    retriever = Retriever(index, encoder)
-    fused: dict[str, list[str]] = {}
-    reranked: dict[str, list[str]] = {}
-    for q in tqdm(answerable, desc=desc, unit="question", disable=not progress):
-        (cands, _), = retriever.retrieve_many([q.text], mode="hybrid", k=candidates, fusion="rrf")
-        passages = [index.passages[c.position] for c in cands]
-        fused[q.id] = list(dict.fromkeys(p.source_id for p in passages))
-        scores = list(score(q.text, [p.text for p in passages]))
-        order = sorted(range(len(passages)), key=lambda i: -float(scores[i]))
-        reranked[q.id] = list(dict.fromkeys(passages[i].source_id for i in order))
+    golds, ranked = rankings(index, encoder, questions, {"reranked": score}, candidates=candidates,
+                             progress=progress, desc=desc)
     return {
-        "questions": len(answerable),
+        "questions": len(golds),
         "candidates": candidates,
-        "hybrid": retrieval_metrics(golds, fused, METRICS),
-        "reranked": retrieval_metrics(golds, reranked, METRICS),
+        "hybrid": figures_of(golds, ranked["hybrid"]),
+        "reranked": figures_of(golds, ranked["reranked"]),
     }
 
 
@@ -199,7 +239,7 @@ def train_reranker(
     if device == "cpu":
         seconds = estimate.cpu_seconds(int(examples), parameters=_parameters(model), length=settings.max_length,
                                        threads=torch.get_num_threads(), per_example=estimate.SECONDS_PER_PAIR)
-        message += f", {estimate.describe(seconds)} on this CPU ({torch.get_num_threads()} threads)"
+        message += f", {estimate.describe(seconds)} on this CPU ({torch.get_num_threads()} threads, if nothing else runs)"
     notify(message + (f"; resuming from {resume}" if resume else "") + ".")
 
     figures: dict = {}
