@@ -255,3 +255,13 @@ def test_train_reader_grouped_folds(tmp_path, gen_squad_v2, tiny_base):
     held = [set(f["articles"]) for f in folds]
     assert not held[0] & held[1] and len(held[0] | held[1]) == 8  # every article held out exactly once
     assert all(f["NoAns"]["total"] == 3 * len(h) for f, h in zip(folds, held))
+
+
+def test_missing_training_extra_is_one_error_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    assert main(["train", "reader", "--questions", str(tmp_path / "q.json"), "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: qa-search train needs datasets: pip install 'qa-search[train]'."]

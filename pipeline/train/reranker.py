@@ -200,6 +200,7 @@ def train_reranker(
     notify: Notify = logger.info,
 ) -> dict:
     """Train a reranker into ``out`` (resuming from its last checkpoint when there is one); the training card."""
+    require_training_libraries()
     import torch
     from datasets import Dataset
     from sentence_transformers.cross_encoder import (
@@ -208,7 +209,6 @@ def train_reranker(
     )
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
 
-    require_training_libraries()
     started = time.time()
     out = Path(out).expanduser()
     index = SearchIndex.load(index_path)
