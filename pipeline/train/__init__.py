@@ -5,5 +5,7 @@
 cross-encoder through sentence-transformers' ``CrossEncoderTrainer``),
 ``reader`` (an extractive QA model through transformers' ``Trainer``, with a
 no-answer head from SQuAD v2.0 data), ``card`` (``training_card.json``),
-``estimate`` (how long a run takes on this machine).
+``output`` (checkpoints, resume, the finished model's folder), ``progress``
+(the progress bar with the loss), ``estimate`` (how long a run takes on a CPU),
+``deps`` (the ``[train]`` extra, checked with one error line).
 """
