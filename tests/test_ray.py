@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 
+import httpx
 import numpy as np
 import pytest
 
@@ -99,3 +101,155 @@ def test_an_interrupted_build_embeds_only_the_missing_shards(local_ray, generate
     # Other inputs (here another shard size) never reuse the shards.
     report = build_index_on_ray(generated_corpus, tmp_path / "index", **{**options, "shard_size": 32})
     assert (report.shards_resumed, report.shards_embedded) == (0, 3)
+
+
+# --------------------------------------------------------------------------- serve --ray
+
+API_KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def generated_index(generated_corpus, tiny_bi_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray-index") / "generated"
+    build_index(generated_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_options(tiny_cross_encoder, tiny_reader):
+    return {"reranker": str(tiny_cross_encoder), "reader": str(tiny_reader), "device": "cpu", "rerank_backend": "torch"}
+
+
+@pytest.fixture
+def two_nodes():
+    """A head and a worker node on loopback; the test's Serve app and the cluster are shut down afterwards."""
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.add_node(num_cpus=2)
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    serve.shutdown()
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def start(index, options, settings, **scaling):
+    from pipeline.apps.server.ray_serve import start_on_ray
+    from pipeline.scale_out.scaling import RayScaling
+
+    start_on_ray(str(index), options, settings, RayScaling(replica_cpus=0.25, **scaling))
+    base = f"http://127.0.0.1:{settings.port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # /readyz turns 200 once the app has reached every deployment
+        try:
+            if httpx.get(base + "/readyz", timeout=10).status_code == 200:
+                return base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the Ray app never became ready")
+
+
+VOLATILE = {"id", "created", "timings"}
+
+
+def comparable(value):
+    """A response body without ids, creation times and timings, floats rounded to 5 places."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 5)
+    return value
+
+
+def test_serve_on_ray_answers_like_the_single_process_server(two_nodes, generated_index, model_options):
+    from fastapi.testclient import TestClient
+
+    from pipeline.apps.server import ServerSettings, create_app
+
+    settings = ServerSettings(api_key=API_KEY, port=free_port(), max_query_chars=200)
+    base = start(generated_index, model_options, settings, reranker_replicas=2)
+    local = TestClient(create_app(QAPipeline.load(generated_index, **model_options), settings=settings))
+    local.__enter__()
+    requests = [("GET", "/readyz", None), ("GET", "/v1/models", None)]
+    for mode in ("bm25", "dense", "hybrid"):
+        for query in QUERIES:
+            requests.append(("POST", "/v1/search", {"query": query, "mode": mode, "top_k": 10, "candidates": 20}))
+    requests += [
+        ("POST", "/v1/search", {"query": QUERIES[0], "rerank": False, "read": False}),
+        ("POST", "/v1/rerank", {"query": QUERIES[1], "documents": WORDS[:12], "top_n": 5, "return_documents": True}),
+        ("POST", "/v1/score", {"text_1": QUERIES[2], "text_2": WORDS[:6]}),
+        ("POST", "/v1/search", {"query": "x" * 201}),  # over a limit: 413 naming it
+        ("POST", "/v1/search", {"query": QUERIES[0], "top_k": 0}),  # invalid: 422
+        ("POST", "/v1/rerank", {"query": QUERIES[1], "documents": [], "model": "no-such-model"}),
+    ]
+    with httpx.Client(base_url=base, headers=AUTH, timeout=60) as client:
+        for method, path, body in requests:
+            got = client.request(method, path, json=body)
+            want = local.request(method, path, json=body, headers=AUTH)
+            assert got.status_code == want.status_code, (path, body, got.text)
+            assert comparable(got.json()) == comparable(want.json()), (path, body)
+        searched = client.post("/v1/search", json={"query": QUERIES[0], "top_k": 10}).json()
+        assert len(searched["hits"]) == 10 and searched["hits"][0]["probability"] is not None
+        assert searched["settings"]["reader"] is not None
+        assert client.post("/v1/search", json={"query": QUERIES[0]}, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    local.__exit__(None, None, None)
+
+
+def reranker_replicas() -> list:
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Reranker" in a["name"]]
+    return [ray.get_actor(a["name"], namespace=a["namespace"]) for a in names]
+
+
+def test_a_reranker_replica_killed_mid_load_gives_retries_or_503_and_recovers(two_nodes, generated_index, model_options):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    from pipeline.apps.server import ServerSettings
+
+    settings = ServerSettings(port=free_port())
+    base = start(generated_index, {**model_options, "read": False}, settings, reranker_replicas=2)
+    assert len(reranker_replicas()) == 2
+    body = {"query": QUERIES[1], "documents": WORDS * 2}
+
+    def one(_):
+        started = time.monotonic()
+        response = httpx.post(base + "/v1/rerank", json=body, timeout=90)
+        return response.status_code, response.json(), time.monotonic() - started
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(one, i) for i in range(60)]
+        while sum(f.done() for f in futures) < 6:
+            time.sleep(0.05)
+        ray.kill(reranker_replicas()[0], no_restart=True)
+        results = [f.result(timeout=120) for f in futures]
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 30
+    for status, payload, seconds in results:
+        assert seconds < 60
+        if status == 503:
+            assert "retry" in payload["detail"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        deployment = serve.status().applications["qa-search"].deployments["Reranker"]
+        if deployment.status == "HEALTHY" and deployment.replica_states.get("RUNNING") == 2:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the reranker did not recover: {deployment}")
+    assert one(0)[0] == 200

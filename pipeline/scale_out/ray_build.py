@@ -166,21 +166,29 @@ def embed_shards(
     todo = plan.missing()
     if not todo:
         return 0
+    # Blocks of a few batches each, so that every actor has work even when there are fewer shards than actors.
+    block_rows = max(1, min(plan.shard_size, batch_size * 4))
     blocks = []
     for number in todo:
         start, stop = plan.rows(number)
-        blocks.append(pa.table({
-            "shard": pa.array([number] * (stop - start), pa.int32()),
-            "row": pa.array(range(stop - start), pa.int32()),
-            "text": pa.array([p.text for p in passages[start:stop]], pa.string()),
-        }))
-    DataContext.get_current().execution_options.preserve_order = True
+        for lo in range(start, stop, block_rows):
+            hi = min(lo + block_rows, stop)
+            blocks.append(pa.table({
+                "shard": pa.array([number] * (hi - lo), pa.int32()),
+                "row": pa.array(range(lo - start, hi - start), pa.int32()),
+                "text": pa.array([p.text for p in passages[lo:hi]], pa.string()),
+            }))
+    context = DataContext.get_current()
+    context.execution_options.preserve_order = True  # shards complete in order: few partial buffers
+    context.enable_progress_bars = False  # this module shows its own
+    if not logger.isEnabledFor(logging.INFO):
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     gpu = gpus_available(ray)
     resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
     dataset = ray.data.from_arrow(blocks).map_batches(
         Embedder,
         fn_constructor_kwargs={"model": model, "device": device or ("cuda" if gpu else "cpu"), "batch_size": batch_size},
-        batch_size=batch_size * 4,
+        batch_size=block_rows,
         batch_format="numpy",
         compute=ActorPoolStrategy(size=actors),
         **resources,
