@@ -22,7 +22,7 @@ from pipeline.index import SearchIndex, build_index  # noqa: E402
 from pipeline.scale_out import ray_build  # noqa: E402
 from pipeline.scale_out.ray_build import build_index_on_ray, shard_name  # noqa: E402
 
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 WORDS = ("river mountain capital city king queen war treaty river bridge castle music opera painter "
          "science atom planet comet ocean island desert forest engine railway harbour market").split()
