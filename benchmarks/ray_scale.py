@@ -126,7 +126,7 @@ class ServerProcess:
 
     def __init__(self, args, extra: list[str]):
         self.port = free_port()
-        cmd = [sys.executable, "-m", "pipeline.apps.cli", "serve", "--index", args.index, "--reranker", args.reranker,
+        cmd = [sys.executable, "-m", "pipeline.apps.cli.main", "serve", "--index", args.index, "--reranker", args.reranker,
                "--reader", args.reader, "--host", "127.0.0.1", "--port", str(self.port), *extra]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -196,6 +196,12 @@ def bench_serve(args) -> dict:
     }
 
 
+def write(path: str, report: dict) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", default="indexes/squad-dev", help="index to serve")
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for actors, r in build["actors"].items():
             print(f"{actors:<8}{r['embed_s']:>9.1f}{r['embed_passages_per_s']:>12.1f}{r['build_s']:>9.1f}{r['cluster_mb_after']:>12.0f}")
         print(f"embedding speed-up, 2 vs 1 actors: {build['speedup_2_vs_1_actors']:.2f}x")
+        write(args.out, report)
     if not args.skip_serve:
         serve = report["serve"] = bench_serve(args)
         print(f"\nServe: {args.requests} requests, {args.concurrency} concurrent ({args.rerank_share:.0%} rerank x "
@@ -258,10 +265,8 @@ def main(argv: list[str] | None = None) -> int:
               f"Ray with 2 replicas vs single process: {serve['ray_2_replicas_vs_single_process']:.2f}x")
     report["machine"]["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
     print(f"load average before {report['machine']['load_average_before']}, after {report['machine']['load_average_after']}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"wrote {out}")
+    write(args.out, report)
+    print(f"wrote {args.out}")
     errors = sum(r["under_load"]["errors"] + r["one_at_a_time"]["errors"] for r in report.get("serve", {}).get("runs", []))
     return 1 if errors else 0
 
