@@ -172,16 +172,19 @@ def run_server(args, label: str, extra: list[str], requests: list[tuple[str, dic
     return {"label": label, "ready_s": round(ready_s, 1), "memory_mb": memory, "one_at_a_time": alone, "under_load": loaded}
 
 
-def bench_serve(args) -> dict:
+def bench_serve(args, report: dict) -> dict:
     requests = make_requests(Path(args.squad), args.requests, args.rerank_share, args.documents, args.top_k,
                              args.candidates, args.seed)
     sequential = make_requests(Path(args.squad), args.sequential, args.rerank_share, args.documents, args.top_k,
                                args.candidates, args.seed + 1)
-    runs = [run_server(args, "single process", [], requests, sequential)]
+    runs = report["serve_runs"] = [run_server(args, "single process", [], requests, sequential)]
+    write(args.out, report)
     for replicas in (1, 2):
         runs.append(run_server(args, f"ray, {replicas} reranker replica(s)",
                                ["--ray", "--reranker-replicas", str(replicas), "--replica-cpus", str(args.replica_cpus)],
                                requests, sequential))
+        write(args.out, report)
+    del report["serve_runs"]
     single = runs[0]
     for run in runs[1:]:
         run["added_latency_p50_ms"] = {
@@ -213,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-size", type=int, default=128)
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray cluster for the build (default 2)")
-    parser.add_argument("--replica-cpus", type=float, default=0.5, help="CPUs each model replica reserves (default 0.5)")
+    parser.add_argument("--replica-cpus", type=float, default=0.25,
+                        help="CPUs each model replica reserves (default 0.25: 2 reranker replicas, retrieval, reader and the app fit 2 CPUs)")
     parser.add_argument("--requests", type=int, default=100, help="requests under load per server (default 100)")
     parser.add_argument("--sequential", type=int, default=20, help="requests sent one at a time per server (default 20)")
     parser.add_argument("--concurrency", type=int, default=8)
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"embedding speed-up, 2 vs 1 actors: {build['speedup_2_vs_1_actors']:.2f}x")
         write(args.out, report)
     if not args.skip_serve:
-        serve = report["serve"] = bench_serve(args)
+        serve = report["serve"] = bench_serve(args, report)
         print(f"\nServe: {args.requests} requests, {args.concurrency} concurrent ({args.rerank_share:.0%} rerank x "
               f"{args.documents} docs, rest search x {args.candidates} candidates); {args.sequential} one at a time")
         header = f"{'server':<30}{'ready s':>8}{'MB':>8}{'req/s':>8}{'p50 ms':>8}{'p95 ms':>8}{'alone p50':>10}{'errors':>7}"

@@ -89,3 +89,19 @@ def test_work_directory_keeps_shards_only_for_the_same_inputs(tmp_path):
     assert sorted(p.name for p in work.iterdir()) == ["00000.npy", "shards.json"]
     open_work_directory(work, {**key, "corpus": "changed"})
     assert sorted(p.name for p in work.iterdir()) == ["shards.json"]
+
+
+def test_serve_on_ray_refuses_replicas_the_cluster_cannot_place():
+    from types import SimpleNamespace
+
+    from pipeline.apps.server.ray_serve import check_fits
+    from pipeline.config import PipelineConfig
+
+    two_cpus = SimpleNamespace(cluster_resources=lambda: {"CPU": 2.0})
+    config = PipelineConfig.of()
+    check_fits(two_cpus, config, RayScaling(replica_cpus=0.25, reranker_replicas=2), gpus=0)  # 0.25 + 4 x 0.25
+    with pytest.raises(ConfigError, match=r"The replicas need 2\.5 CPUs and 0 GPUs, the Ray cluster has 2 CPUs and 0 GPUs"):
+        check_fits(two_cpus, config, RayScaling(replica_cpus=0.5, reranker_replicas=2), gpus=0)
+    with pytest.raises(ConfigError, match="2 GPUs, the Ray cluster has 2 CPUs and 0 GPUs"):
+        check_fits(two_cpus, config, RayScaling(replica_cpus=0.1), gpus=1)
+    check_fits(two_cpus, PipelineConfig.of(rerank=False, read=False), RayScaling(replica_cpus=0.5), gpus=1)

@@ -78,6 +78,21 @@ def build_application(index: str, config: PipelineConfig, settings: ServerSettin
     ).bind(retrieval, reranker, reader)
 
 
+def check_fits(ray, config: PipelineConfig, scaling: RayScaling, gpus: float) -> None:
+    """A :class:`ConfigError` when the cluster cannot place every replica (Serve would wait for them forever)."""
+    load = config.load
+    models = scaling.reranker_replicas * load.rerank + scaling.reader_replicas * load.read
+    need_cpus = (scaling.api_replicas * min(scaling.replica_cpus, 0.5)
+                 + (scaling.retrieval_replicas + models) * scaling.replica_cpus)
+    need_gpus = models * gpus
+    have = ray.cluster_resources()
+    if need_cpus > have.get("CPU", 0) + 1e-9 or need_gpus > have.get("GPU", 0) + 1e-9:
+        raise ConfigError(
+            f"The replicas need {need_cpus:g} CPUs and {need_gpus:g} GPUs, the Ray cluster has {have.get('CPU', 0):g} CPUs "
+            f"and {have.get('GPU', 0):g} GPUs: lower --replica-cpus or the replica counts, or add nodes."
+        )
+
+
 def start_on_ray(index: str, pipeline_options: Mapping[str, Any], settings: ServerSettings, scaling: RayScaling,
                  *, address: str | None = None):
     """Connect to (or start) a cluster, start Serve's HTTP proxy on ``settings.host:port`` and deploy the app.
@@ -90,6 +105,7 @@ def start_on_ray(index: str, pipeline_options: Mapping[str, Any], settings: Serv
 
     config = PipelineConfig.from_env(**pipeline_options)
     gpus = scaling.gpus if scaling.gpus >= 0 else (1.0 if gpus_available(ray) else 0.0)
+    check_fits(ray, config, scaling, gpus)
     # One HTTP entry point, on the head node, like the single-process server (Serve's default is one per node).
     serve.start(proxy_location="HeadOnly", http_options={"host": settings.host, "port": settings.port})
     try:
