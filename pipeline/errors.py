@@ -55,3 +55,10 @@ class IndexMismatchError(QASearchError):
 
 class ModelNotFoundError(QASearchError, OSError):
     """A model name could not be resolved to weights on this machine."""
+
+
+class ServiceUnavailableError(QASearchError):
+    """A model replica (on a Ray cluster) did not answer in time or failed; the same request may work if retried.
+
+    The HTTP server answers it with 503 and ``Retry-After``.
+    """

@@ -14,6 +14,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.index import add_to_index, build_index
 
     progress = not args.quiet
+    if args.ray:
+        return _cmd_build_on_ray(args, progress)
     if args.add:
         report = add_to_index(
             args.index,
@@ -53,6 +55,41 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_on_ray(args: argparse.Namespace, progress: bool) -> int:
+    if args.add:
+        raise QASearchError("--ray builds a new index; --add runs on this machine (drop --ray).")
+    if not args.corpus:
+        raise QASearchError("Pass --corpus PATH to build an index.")
+    from pipeline.scale_out.ray_build import build_index_on_ray
+
+    ray_report = build_index_on_ray(
+        args.corpus,
+        args.index,
+        address=args.address,
+        actors=args.ray_actors,
+        bi_encoder=args.bi_encoder or DEFAULT_BI_ENCODER,
+        shard_size=args.shard_size,
+        work_dir=args.work_dir,
+        keep_shards=args.keep_shards,
+        faiss_kind=args.faiss,
+        fmt=args.format,
+        strict=not args.skip_bad_records,
+        max_tokens=args.window_tokens,
+        overlap=args.window_overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=progress,
+    )
+    report = ray_report.build
+    print(
+        f"Built {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
+        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
+    )
+    print(ray_report.summary() + ".")
+    print(f"Corpus: {report.corpus.summary()}.")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build a BM25 + FAISS index from a corpus (or --add to one)")
     build.add_argument("--corpus", metavar="PATH", help="SQuAD JSON, JSON Lines, a folder of .txt/.md, or WikiExtractor output")
@@ -66,5 +103,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     build.add_argument("--skip-bad-records", action="store_true", help="skip malformed records (counted and listed) instead of stopping")
+    ray = build.add_argument_group("on a Ray cluster (pip install 'qa-search[ray]'; see docs/ray.md)")
+    ray.add_argument("--ray", action="store_true", help="embed the passages with Ray Data actors, then build the index from their vectors")
+    ray.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default $RAY_ADDRESS, else a local one)")
+    ray.add_argument("--ray-actors", type=int, default=2, metavar="N", help="embedding actors (one GPU each where there are GPUs; default 2)")
+    ray.add_argument("--shard-size", type=int, default=4096, metavar="N", help="passages per vector shard (default 4096)")
+    ray.add_argument("--work-dir", metavar="DIR", help="where the vector shards go (default .INDEX.ray-vectors beside the index); "
+                     "an interrupted build run again embeds only the missing shards")
+    ray.add_argument("--keep-shards", action="store_true", help="keep the vector shards after the build (usable with --vectors)")
     build.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     build.set_defaults(handler=_cmd_build)

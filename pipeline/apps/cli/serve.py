@@ -25,6 +25,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         max_concurrency=args.max_concurrency,
     )
+    if args.ray:
+        from pipeline.apps.server.ray_serve import serve_on_ray
+        from pipeline.scale_out.scaling import RayScaling
+
+        scaling = RayScaling.from_env(
+            api_replicas=args.api_replicas,
+            retrieval_replicas=args.retrieval_replicas,
+            reranker_replicas=args.reranker_replicas,
+            reader_replicas=args.reader_replicas,
+            reranker_max_replicas=args.reranker_max_replicas,
+            reader_max_replicas=args.reader_max_replicas,
+            replica_cpus=args.replica_cpus,
+        )
+        serve_on_ray(args.index, pipeline_settings(args), settings, scaling, address=args.address)
+        return 0
     serve(args.index, pipeline_settings(args), settings)
     return 0
 
@@ -52,4 +67,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-candidates", type=int, help="largest candidates a search may ask for (default 500)")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     serve.add_argument("--max-concurrency", type=int, help="connections served at once, more get 503 (default 256)")
+    ray = serve.add_argument_group(
+        "on a Ray cluster (pip install 'qa-search[ray]'; see docs/ray.md)",
+        "The same API, with the retrieval, reranker and reader in Ray Serve deployments. "
+        "Each count can also be set as QA_SEARCH_RAY_<NAME> (e.g. QA_SEARCH_RAY_RERANKER_REPLICAS=4).",
+    )
+    ray.add_argument("--ray", action="store_true", help="serve with Ray Serve: model replicas behind the same HTTP API")
+    ray.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default $RAY_ADDRESS, else a local one)")
+    ray.add_argument("--api-replicas", type=int, metavar="N", help="HTTP app replicas (default 1)")
+    ray.add_argument("--retrieval-replicas", type=int, metavar="N", help="index + bi-encoder replicas (default 1)")
+    ray.add_argument("--reranker-replicas", type=int, metavar="N", help="cross-encoder replicas (default 1; the minimum when autoscaling)")
+    ray.add_argument("--reranker-max-replicas", type=int, metavar="N", help="autoscale the reranker up to N replicas (default: fixed count)")
+    ray.add_argument("--reader-replicas", type=int, metavar="N", help="reader replicas (default 1)")
+    ray.add_argument("--reader-max-replicas", type=int, metavar="N", help="autoscale the reader up to N replicas (default: fixed count)")
+    ray.add_argument("--replica-cpus", type=float, metavar="CPUS", help="CPUs each model replica reserves (default 1; GPUs: one per model replica where there are GPUs)")
     serve.set_defaults(handler=_cmd_serve)

@@ -11,17 +11,19 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from pipeline.errors import ConfigError, QASearchError, QueryError
+from pipeline.errors import ConfigError, QASearchError, QueryError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
 async def run_inference(awaitable):
-    """Await model work; the pipeline's user errors become 422, anything else a 500 for this request only."""
+    """Await model work; the pipeline's user errors become 422, an unreachable replica 503, anything else a 500."""
     try:
         return await awaitable
     except (QueryError, ConfigError) as exc:
         raise HTTPException(422, str(exc)) from exc
+    except ServiceUnavailableError as exc:  # a replica on a Ray cluster failed or timed out
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
     except QASearchError as exc:
         raise HTTPException(400, str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - one request's failure must not take the server down

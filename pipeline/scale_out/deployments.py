@@ -1,0 +1,96 @@
+"""The Ray Serve deployments behind ``qa-search serve --ray``: retrieval, reranker, reader.
+
+Each holds one part of :class:`~pipeline.qa.QAPipeline`, loaded by the same code
+as a single-process server, and answers the calls of :mod:`pipeline.scale_out.remote`.
+
+* :class:`RetrievalDeployment`: the index and the bi-encoder; BM25, dense or
+  hybrid candidates, with the candidates' passages. The index is opened by
+  :meth:`SearchIndex.load`, memory-mapped where the index format allows, so
+  replicas on one node share its pages.
+* :class:`RerankerDeployment`: the cross-encoder (or int8+fp32 cascade), with
+  ``@serve.batch``: calls that arrive together share one model call.
+* :class:`ReaderDeployment`: the extractive reader.
+
+This module imports Ray; only the ``--ray`` paths import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from ray import serve
+
+from pipeline.config import PipelineConfig, SearchSettings
+from pipeline.corpus import Passage
+from pipeline.qa import QAPipeline, load_reranker
+from pipeline.read.reader import Reader
+from pipeline.results import Answer
+from pipeline.retrieve.retriever import Retrieval
+
+logger = logging.getLogger(__name__)
+
+
+class RetrievalDeployment:
+    """First-stage retrieval over the index (no reranker, no reader here)."""
+
+    def __init__(self, index: str, config: PipelineConfig):
+        qa = QAPipeline.load(index, config=config, rerank=False, read=False)
+        self.index = qa.index
+        self.retriever = qa.retriever
+        self.bi_encoder = qa.encoder.name if qa.encoder else None
+
+    def info(self) -> dict[str, Any]:
+        return {"path": str(self.index.path), "passages": len(self.index), "bi_encoder": self.bi_encoder}
+
+    def retrieve(self, queries: list[str], k: int, settings: SearchSettings) -> tuple[list[Retrieval], dict[int, Passage]]:
+        """:meth:`Retriever.retrieve_many`, and the passages of every candidate (by position)."""
+        found = self.retriever.retrieve_many(queries, k, settings)
+        return found, self.passages([c.position for r in found for c in r.candidates])
+
+    def passages(self, positions: Sequence[int]) -> dict[int, Passage]:
+        return {int(p): self.index.passages[int(p)] for p in set(positions)}
+
+
+class RerankerDeployment:
+    """The cross-encoder; concurrent calls share model calls through ``@serve.batch``."""
+
+    def __init__(self, config: PipelineConfig, max_batch_size: int = 16, batch_wait_s: float = 0.005):
+        self.reranker = load_reranker(config.load)
+        self.score_batch.set_max_batch_size(max_batch_size)
+        self.score_batch.set_batch_wait_timeout_s(batch_wait_s)
+
+    def info(self) -> dict[str, Any]:
+        """What the HTTP app shows and counts with: name, engine, token limit, and a copy of the tokenizer."""
+        r = self.reranker
+        tokenizer = getattr(r, "tokenizer", None) or getattr(getattr(r, "model", None), "tokenizer", None)
+        return {"name": r.name, "describe": r.describe(), "max_length": getattr(r, "max_length", None), "tokenizer": tokenizer}
+
+    async def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        return await self.score_batch(pairs)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def score_batch(self, requests: list[list[tuple[str, str]]]) -> list[np.ndarray]:
+        flat = [pair for pairs in requests for pair in pairs]
+        scores = np.asarray(await asyncio.to_thread(self.reranker.score_pairs, flat), dtype=np.float64)
+        out, offset = [], 0
+        for pairs in requests:
+            out.append(scores[offset : offset + len(pairs)])
+            offset += len(pairs)
+        return out
+
+
+class ReaderDeployment:
+    """The extractive reader."""
+
+    def __init__(self, config: PipelineConfig):
+        load = config.load
+        self.reader = Reader.load(load.reader, device=load.device, trust_remote_code=load.trust_remote_code)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.reader.name}
+
+    def read_pairs(self, pairs: list[tuple[str, str]]) -> list[Answer | None]:
+        return self.reader.read_pairs(pairs)
