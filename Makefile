@@ -6,6 +6,7 @@
 #   TORCH=cpu|cuda   cpu (default) installs PyTorch's CPU build; cuda the default (CUDA) build from PyPI
 #   SHARED=DIR       folder holding data/dev-v1.1.json and models/ for offline use (default ../shared)
 #   PYTEST_ARGS=...  extra pytest arguments, e.g. -m "not slow"
+#   EXTRAS=dev,ray   the optional extras make test installs (dev = test tools, server, eval, train)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,6 +19,8 @@ SQUAD_LOCAL := $(SHARED)/data/dev-v1.1.json
 STANDIN_RERANKER := $(SHARED)/models/minilm-l6-qnli-squad-tune
 STANDIN_READER := $(SHARED)/models/minilm-l6-squad-tune-reader
 PYTEST_ARGS ?=
+# What make test installs: the test tools, and Ray so that its tests run too (they skip without it).
+EXTRAS ?= dev,ray
 
 # Offline here, the Hub's default models are replaced by the stand-ins in $(SHARED)/models when present.
 export QA_SEARCH_RERANKER ?= $(if $(wildcard $(STANDIN_RERANKER)),$(STANDIN_RERANKER),)
@@ -45,7 +48,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(TORCH)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed
