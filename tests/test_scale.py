@@ -113,7 +113,7 @@ def test_index_opens_memory_mapped_and_answers_like_in_memory(tiny_index, tiny_b
     mapped = SearchIndex.load(tiny_index)
     loaded = SearchIndex.load(tiny_index, mmap=False)
     assert isinstance(mapped.bm25.table.terms, np.memmap)
-    assert isinstance(mapped.bm25._bm25s.scores["data"], np.memmap)
+    assert isinstance(mapped.bm25.bm25s_model.scores["data"], np.memmap)
     assert not isinstance(loaded.bm25.table.terms, np.memmap)
     assert mapped.bm25.search("capital of Germany", 3) == loaded.bm25.search("capital of Germany", 3)
     vec = BiEncoder.load(str(tiny_bi_encoder), device="cpu").encode(["river in Egypt"])
@@ -306,3 +306,37 @@ def test_per_query_nprobe_override(tmp_path, tiny_bi_encoder):
     assert [[p for p, _ in row] for row in everything] == exact
     narrow = SearchIndex.load(tmp_path / "idx", nprobe=1).dense
     assert narrow.params()["nprobe"] == 1
+
+
+# -- ONNX encoder for builds ------------------------------------------------------------------------
+
+
+def test_onnx_bi_encoder_matches_torch(tmp_path, tiny_bi_encoder, small_corpus, monkeypatch):
+    monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path / "cache"))
+    texts = small_texts(small_corpus)
+    torch_vecs = BiEncoder.load(str(tiny_bi_encoder), device="cpu").encode(texts)
+    onnx = BiEncoder.load(str(tiny_bi_encoder), device="cpu", backend="onnx")
+    assert onnx.backend == "onnx"
+    np.testing.assert_allclose(np.sum(onnx.encode(texts, batch_size=4) * torch_vecs, axis=1), 1.0, atol=1e-4)
+    int8 = BiEncoder.load(str(tiny_bi_encoder), device="cpu", backend="onnx-int8")
+    assert np.sum(int8.encode(texts) * torch_vecs, axis=1).min() > 0.95
+    # The fingerprint (model identity) is the PyTorch one whatever the backend.
+    assert int8.fingerprint() == onnx.fingerprint()
+    report = build_index(small_corpus, tmp_path / "idx", bi_encoder=str(tiny_bi_encoder), encoder_backend="onnx", progress=False)
+    assert report.manifest.build["encoder_backend"] == "onnx"
+    np.testing.assert_allclose(SearchIndex.load(tmp_path / "idx").dense.index.reconstruct_n(0, 6), torch_vecs, atol=1e-4)
+
+
+def test_onnx_bi_encoder_refuses_other_pooling(tmp_path, tiny_bi_encoder):
+    import shutil
+
+    from pipeline.errors import ConfigError
+    from pipeline.models.onnx_encoder import check_supported
+
+    model = tmp_path / "cls"
+    shutil.copytree(tiny_bi_encoder, model)
+    config = json.loads((model / "1_Pooling" / "config.json").read_text())
+    config["pooling_mode"] = "cls"
+    (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="supports Transformer \\+ mean pooling.*--encoder-backend torch"):
+        check_supported(model)

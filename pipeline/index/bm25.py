@@ -258,6 +258,11 @@ class BM25Index:
         model.nonoccurrence_array = None
         return model
 
+    @property
+    def bm25s_model(self):
+        """The ``bm25s.BM25`` object serving queries (``None`` for the rank-bm25 engine)."""
+        return self._bm25s
+
     @classmethod
     def from_texts(cls, texts: Iterable[str], **kwargs) -> "BM25Index":
         settings = kwargs.get("settings", TokenizerSettings())

@@ -38,7 +38,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from pipeline.config import DEFAULT_BI_ENCODER, BM25Engine, FaissKind
+from pipeline.config import DEFAULT_BI_ENCODER, BM25Engine, EncoderBackend, FaissKind
 from pipeline.corpus import CorpusReport, Passage, corpus_checksum, iter_passages, open_corpus
 from pipeline.errors import CorpusError, QASearchError
 from pipeline.index.bm25 import DEFAULT_METHOD, BM25Index, BM25Tokenizer, TermTable
@@ -125,8 +125,10 @@ def _batched(items: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
         yield batch
 
 
-def _load_encoder(bi_encoder: str | BiEncoder, device: str | None) -> BiEncoder:
-    return bi_encoder if isinstance(bi_encoder, BiEncoder) else BiEncoder.load(bi_encoder, device=device)
+def _load_encoder(bi_encoder: str | BiEncoder, device: str | None, backend: str | EncoderBackend, progress: bool) -> BiEncoder:
+    if isinstance(bi_encoder, BiEncoder):
+        return bi_encoder
+    return BiEncoder.load(bi_encoder, device=device, backend=backend, progress=progress)
 
 
 def _encoder_info(encoder: BiEncoder) -> dict:
@@ -171,6 +173,7 @@ def build_index(
     batch_size: int = 32,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     resume: bool = True,
+    encoder_backend: str | EncoderBackend = EncoderBackend.TORCH,
     device: str | None = None,
     progress: bool = True,
 ) -> BuildReport:
@@ -181,7 +184,9 @@ def build_index(
     :mod:`pipeline.index.vectors`); ``vectors_check`` passages of the first
     chunk and one of every later chunk are re-embedded to check them (0: off).
     ``resume``: continue an interrupted build of the same corpus with the same
-    settings (default); ``False`` starts afresh.
+    settings (default); ``False`` starts afresh. ``encoder_backend``: ``torch``,
+    ``onnx`` or ``onnx-int8`` for embedding the passages (queries are always
+    embedded with the model as loaded for search).
     """
     started = time.perf_counter()
     final = Path(index).expanduser()
@@ -190,7 +195,7 @@ def build_index(
     engine = BM25Engine.parse(bm25_engine)
     if chunk_size < 1:
         raise QASearchError(f"--chunk-size must be at least 1 ({chunk_size} given).")
-    encoder = _load_encoder(bi_encoder, device)
+    encoder = _load_encoder(bi_encoder, device, encoder_backend, progress)
     info = _encoder_info(encoder)
     root, corpus_fmt, files = open_corpus(corpus, fmt)
     checksum = corpus_checksum(files, root)
@@ -208,6 +213,7 @@ def build_index(
         "fingerprint": info["fingerprint"], "windows": [max_tokens, overlap], "chunk_size": chunk_size,
         "tokenizer": BM25Index(TermTable.empty(), engine=BM25Engine.RANK_BM25).settings_dict()["tokenizer"],
         "vectors": _vectors_key(vectors),
+        "encoder_backend": None if vectors is not None else EncoderBackend.parse(encoder_backend).value,
     }
     final.parent.mkdir(parents=True, exist_ok=True)
     work = work_directory(final)
@@ -282,6 +288,7 @@ def build_index(
             similarity=SIMILARITY,
             build={
                 "chunk_size": chunk_size, "chunks": state.chunks, "resumed_after_chunk": resumed,
+            "encoder_backend": key["encoder_backend"],
                 "vectors": None if source is None else {"path": str(source.path), "checked": state.vectors_checked},
                 "seconds": {**state.seconds, "total_this_run": round(time.perf_counter() - started, 2)},
             },
@@ -307,6 +314,7 @@ def add_to_index(
     fmt: str = "auto",
     strict: bool = True,
     batch_size: int = 32,
+    encoder_backend: str | EncoderBackend = EncoderBackend.TORCH,
     device: str | None = None,
     progress: bool = True,
 ) -> BuildReport:
@@ -320,7 +328,7 @@ def add_to_index(
     final = Path(index).expanduser()
     current = SearchIndex.load(final)
     manifest = current.manifest
-    encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device)
+    encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress)
     current.check_encoder(encoder)
     source = VectorSource.open(vectors) if vectors is not None else None
     if source is not None:
