@@ -8,7 +8,9 @@ every paragraph), so BM25 query times are pessimistic.
 
 Vectors: the real paragraphs get their real all-MiniLM-L6-v2 embeddings; a
 synthetic paragraph gets the normalised mean of the real embeddings of its
-sentences (each distinct sentence is embedded once). They come in through
+sentences (each distinct sentence embedded once) or, with ``--squad-index``,
+of the real embeddings of the paragraphs its sentences come from (nothing is
+encoded: the busy 2-core machine embeds ~10-40 passages/s). They come in through
 ``build_index(vectors=...)`` (``qa-search build --vectors``) with the spot
 check off, because the synthetic vectors are not what the model would make of
 the paragraph. Encoding every passage with the model is timed separately on
@@ -65,9 +67,36 @@ def squad_paragraphs(path: Path) -> list[tuple[str, str, str]]:
     ]
 
 
-def sentence_vectors(work: Path, paragraphs, encoder) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Distinct SQuAD sentences, their embeddings and the real paragraphs' embeddings (cached in ``work``)."""
-    sentences = sorted({s for _, _, text in paragraphs for s in _SENT.split(text) if len(s.split()) >= 4})
+def sentence_vectors(work: Path, paragraphs, squad_index: str | None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Distinct SQuAD sentences with a vector each, and the real paragraphs' vectors.
+
+    With ``squad_index`` (an index of dev-v1.1.json built with all-MiniLM-L6-v2) the paragraph
+    vectors are read from it (a windowed paragraph: the normalised mean of its windows) and a
+    sentence's vector is its paragraph's, so nothing is encoded. Without it, every distinct sentence
+    and paragraph is encoded (ONNX Runtime fp32, the same vectors as PyTorch); slow on a busy CPU.
+    """
+    sentences, owner = [], []
+    seen = set()
+    for i, (_, _, text) in enumerate(paragraphs):
+        for sent in _SENT.split(text):
+            if len(sent.split()) >= 4 and sent not in seen:
+                seen.add(sent)
+                sentences.append(sent)
+                owner.append(i)
+    if squad_index:
+        from pipeline.index import SearchIndex
+
+        index = SearchIndex.load(squad_index)
+        vectors = index.dense.index.reconstruct_n(0, len(index))
+        sums: dict[str, np.ndarray] = {}
+        for pos, passage in enumerate(index.passages):
+            sums[passage.source_id] = sums.get(passage.source_id, 0) + vectors[pos]
+        para = np.stack([sums[pid] for pid, _, _ in paragraphs]).astype(np.float32)
+        para /= np.linalg.norm(para, axis=1, keepdims=True)
+        return sentences, para[np.asarray(owner)], para
+    from pipeline.models.encoder import BiEncoder
+
+    encoder = BiEncoder.load("sentence-transformers/all-MiniLM-L6-v2", device="cpu", backend="onnx")
     cache_s, cache_p = work / "sentence-vectors.npy", work / "paragraph-vectors.npy"
     if not cache_s.exists():
         np.save(cache_s, encoder.encode(sentences, batch_size=64))
@@ -123,7 +152,7 @@ def do_build(corpus: str, index: str, vectors: str, kind: str, chunk: int, engin
 
     started = time.perf_counter()
     report = build_index(corpus, index, vectors=vectors, vectors_check=0, faiss_kind=kind, chunk_size=chunk,
-                         bm25_engine=engine, max_tokens=100_000, overlap=0, progress=False, resume=False)
+                         bm25_engine=engine, max_tokens=0, overlap=0, progress=False, resume=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": round(time.perf_counter() - started, 2), "passages": report.passages_added,
                       "peak_rss_mb": round(peak, 1), "faiss": report.manifest.faiss, "stages": report.manifest.build["seconds"]}))
@@ -198,7 +227,7 @@ def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, o
         old = BM25Index(bm25.table, engine="rank-bm25")
         old_open = time.perf_counter() - t0
         old_times = []
-        for q in questions[:50]:
+        for q in questions[:20]:
             t = time.perf_counter()
             old.search(q, 50)
             old_times.append((time.perf_counter() - t) * 1000)
@@ -277,21 +306,17 @@ def main() -> None:
     parser.add_argument("--old-up-to", type=int, default=100_000, help="also time rank-bm25 up to this many passages")
     parser.add_argument("--add", type=int, default=10_000, help="passages added after each build (0: skip)")
     parser.add_argument("--encode-sample", type=int, default=256, help="passages encoded to time the model (0: skip)")
+    parser.add_argument("--squad-index", help="an index of dev-v1.1.json: take the real paragraph vectors from it")
     parser.add_argument("--out", default="benchmarks/results/scale.json")
     parser.add_argument("--plot", default=None)
     args = parser.parse_args()
-
-    from pipeline.models.encoder import BiEncoder
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     squad = SHARED / "data" / "dev-v1.1.json"
     reranker = str(SHARED / "models" / "minilm-l6-qnli-squad-tune")
     paragraphs = squad_paragraphs(squad)
-    # ONNX Runtime fp32: the same vectors as PyTorch (cosine > 0.9999), a few times faster.
-    encoder = BiEncoder.load("sentence-transformers/all-MiniLM-L6-v2", device="cpu", backend="onnx")
-    sentences, sent_vecs, para_vecs = sentence_vectors(work, paragraphs, encoder)
-    del encoder
+    sentences, sent_vecs, para_vecs = sentence_vectors(work, paragraphs, args.squad_index)
     print(f"{len(paragraphs)} real paragraphs, {len(sentences)} distinct sentences")
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {"sizes": {}}
     if args.encode_sample:

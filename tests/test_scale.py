@@ -340,3 +340,13 @@ def test_onnx_bi_encoder_refuses_other_pooling(tmp_path, tiny_bi_encoder):
     (model / "1_Pooling" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="supports Transformer \\+ mean pooling.*--encoder-backend torch"):
         check_supported(model)
+
+
+def test_window_tokens_zero_keeps_paragraphs_whole(tmp_path):
+    from pipeline.corpus import load_corpus
+
+    long_text = " ".join(generated_texts(1, length=(900, 901)))
+    corpus = write_jsonl(tmp_path / "c.jsonl", [long_text])
+    assert len(load_corpus(corpus, max_tokens=448, overlap=64).passages) > 1
+    whole = load_corpus(corpus, max_tokens=0, overlap=0).passages
+    assert len(whole) == 1 and whole[0].id == "d0" and whole[0].text.startswith(long_text[:50])

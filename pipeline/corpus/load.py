@@ -89,6 +89,8 @@ def iter_passages(
     Memory stays bounded by the corpus's distinct ids and 16-byte digests of
     its texts (for de-duplication), not by its text. ``exclude(text)`` says
     that a cleaned paragraph text is already indexed (counted as a duplicate).
+    ``max_tokens <= 0`` keeps every paragraph whole (no tokenizer call): for
+    corpora that are already split, such as DPR's 100-word Wikipedia passages.
     """
     root, fmt, files = open_corpus(path, fmt)
     report = report if report is not None else CorpusReport()
@@ -136,7 +138,7 @@ def iter_passages(
             seen_texts.add(digest)
             seen_ids[pid] = digest
             report.paragraphs += 1
-            spans = split_windows(text, tokenizer, max_tokens, overlap)
+            spans = split_windows(text, tokenizer, max_tokens, overlap) if max_tokens > 0 else [(0, len(text))]
             if len(spans) == 1:
                 report.passages += 1
                 yield Passage(pid, title, text, pid, 0, record.metadata)
