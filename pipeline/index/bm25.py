@@ -350,4 +350,5 @@ class BM25Index:
 
             model = bm25s.BM25.load(directory, mmap=mmap, load_vocab=False)
             model.vocab_dict = table.vocab
+            model.unique_token_ids_set = set(table.vocab.values())
         return cls(table, bm25s_model=model, **kwargs)
