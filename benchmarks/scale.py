@@ -105,9 +105,11 @@ def sentence_vectors(work: Path, paragraphs, squad_index: str | None) -> tuple[l
     return sentences, np.load(cache_s), np.load(cache_p)
 
 
-def make_collection(work: Path, n: int, paragraphs, sentences, sent_vecs, para_vecs, seed: int = 0) -> tuple[Path, Path]:
+def make_collection(work: Path, n: int, paragraphs, sentences, sent_vecs, para_vecs, seed: int = 0,
+                    name: str = "") -> tuple[Path, Path]:
     """``corpus-N.jsonl`` and ``vectors-N.npy`` (one row per paragraph, corpus order)."""
-    corpus, vectors = work / f"corpus-{n}.jsonl", work / f"vectors-{n}.npy"
+    name = name or str(n)
+    corpus, vectors = work / f"corpus-{name}.jsonl", work / f"vectors-{name}.npy"
     if corpus.exists() and vectors.exists():
         return corpus, vectors
     rng = np.random.default_rng(seed)
@@ -125,7 +127,7 @@ def make_collection(work: Path, n: int, paragraphs, sentences, sent_vecs, para_v
             else:
                 picks = rng.choice(len(sentences), size=int(rng.integers(3, 9)), replace=False)
                 text = " ".join(sentences[j] for j in picks)
-                pid, title = f"synthetic-{i}", "Synthetic"
+                pid, title = f"synthetic-{name}-{i}", "Synthetic"
                 mean = sent_vecs[picks].mean(axis=0)
                 out[i] = mean / np.linalg.norm(mean)
             fh.write(json.dumps({"id": pid, "title": title, "text": text}, ensure_ascii=False) + "\n")
@@ -332,14 +334,9 @@ def main() -> None:
         row["serve"] = child(["_serve", str(index), str(squad), reranker, str(args.questions), str(args.old_up_to)])
         print(json.dumps(row["serve"], indent=1), flush=True)
         if args.add:
-            extra_corpus, extra_vectors = make_collection(work, args.add, [], sentences, sent_vecs, para_vecs, seed=n + 1)
-            renamed = work / f"add-{n}.jsonl"
-            with extra_corpus.open() as src, renamed.open("w") as dst:
-                for line in src:
-                    rec = json.loads(line)
-                    rec["id"] = "added-" + rec["id"]
-                    dst.write(json.dumps(rec) + "\n")
-            row["add"] = child(["_add", str(index), str(renamed), str(extra_vectors)])
+            extra_corpus, extra_vectors = make_collection(work, args.add, [], sentences, sent_vecs, para_vecs, seed=n + 1,
+                                                          name=f"add-{args.add}-to-{n}")
+            row["add"] = child(["_add", str(index), str(extra_corpus), str(extra_vectors)])
             row["add"]["share_of_build"] = round(row["add"]["seconds"] / build["seconds"], 3)
             print(f"added {row['add']['passages']} passages in {row['add']['seconds']} s "
                   f"({row['add']['share_of_build']:.1%} of the build)", flush=True)
