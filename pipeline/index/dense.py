@@ -55,6 +55,7 @@ DEFAULT_K_FACTOR = 4
 RECALL_QUERIES = 300
 RECALL_NOISE = 0.05
 TRAIN_POINTS_PER_LIST = 40
+SINGLE_THREAD_BELOW = 8
 MAX_TRAIN = 200_000
 
 
@@ -166,9 +167,17 @@ class DenseIndex:
     def raw_search(self, queries: np.ndarray, k: int, **overrides) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         params = self._search_params(overrides.get("nprobe"), overrides.get("ef_search"), overrides.get("k_factor"))
-        if params is None:
-            return self.index.search(queries, k)
-        return self.index.search(queries, k, params=params)
+        # A few queries gain nothing from OpenMP, and on a busy CPU its thread barriers cost far more
+        # than the search (measured: 56 ms with 2 threads vs 1.5 ms with 1 for one query on 10k vectors).
+        threads = faiss.omp_get_max_threads()
+        if len(queries) < SINGLE_THREAD_BELOW:
+            faiss.omp_set_num_threads(1)
+        try:
+            if params is None:
+                return self.index.search(queries, k)
+            return self.index.search(queries, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def search(
         self,
