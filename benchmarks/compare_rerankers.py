@@ -26,7 +26,12 @@ from pipeline.index import SearchIndex  # noqa: E402
 from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rerank.reranker import Reranker  # noqa: E402
 from pipeline.train.data import load_training_questions  # noqa: E402
-from pipeline.train.reranker import figures_of, rankings, reciprocal_ranks, standard_error  # noqa: E402
+from pipeline.train.reranker import (  # noqa: E402
+    figures_of,
+    rankings,
+    reciprocal_ranks,
+    standard_error,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

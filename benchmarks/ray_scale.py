@@ -33,7 +33,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import REPO, SHARED, burst, free_port, make_requests, percentile  # noqa: E402
+from api_load import REPO, SHARED, burst, free_port, make_requests  # noqa: E402
 
 
 def tree_rss_mb(pid: int) -> float:

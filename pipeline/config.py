@@ -65,11 +65,34 @@ class FusionMethod(ChoiceEnum):
 
 
 class FaissKind(ChoiceEnum):
-    """FAISS index kind."""
+    """FAISS index kind.
 
+    ``auto`` picks by size: ``flat`` (exact) below 100,000 passages, else
+    ``ivf-sq`` (8-bit scalar quantiser, exact re-scoring of the best
+    candidates), following the FAISS guidelines.
+    """
+
+    AUTO = "auto"
     FLAT = "flat"
     HNSW = "hnsw"
     IVF_PQ = "ivf-pq"
+    IVF_SQ = "ivf-sq"
+
+
+class BM25Engine(ChoiceEnum):
+    """Lexical engine: ``bm25s`` (sparse score matrix, memory-mapped; the default) or ``rank-bm25``
+    (the reference: Python ``BM25Okapi`` rebuilt in memory at load, linear per query)."""
+
+    BM25S = "bm25s"
+    RANK_BM25 = "rank-bm25"
+
+
+class EncoderBackend(ChoiceEnum):
+    """Bi-encoder engine for builds: ``torch`` (fp32) or ONNX Runtime (``onnx`` fp32, ``onnx-int8``)."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+    ONNX_INT8 = "onnx-int8"
 
 
 class RerankBackend(ChoiceEnum):

@@ -14,11 +14,12 @@ from pipeline.errors import (
     QASearchError,
 )
 from pipeline.index import SearchIndex, add_to_index, build_index
+from pipeline.index.passages import PassageWriter
 from pipeline.models.encoder import BiEncoder
 
 
 def digest_tree(path):
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def test_build_writes_complete_manifest(tiny_index, small_corpus):
@@ -117,7 +118,7 @@ def check_index_file(path) -> None:
 
 def test_index_files_are_known_formats_not_pickles(tiny_index):
     files = sorted(p for p in tiny_index.rglob("*") if p.is_file())
-    assert {"manifest.json"} <= {p.name for p in files}
+    assert {"manifest.json", "passages.sqlite", "dense.faiss", "data.csc.index.npy", "terms.npy"} <= {p.name for p in files}
     for path in files:
         check_index_file(path)
 
@@ -185,7 +186,8 @@ def test_interrupted_rebuild_leaves_old_index_intact(tmp_path, small_corpus, tin
     with pytest.raises(KeyboardInterrupt):
         build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
     assert digest_tree(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    # The unfinished build waits beside the index for a resume; the index itself is untouched.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.building", "idx"]
     assert len(SearchIndex.load(out)) == 6
 
 
@@ -274,8 +276,8 @@ def test_missing_and_damaged_indexes(tmp_path, tiny_index):
         SearchIndex.load(broken)
     shutil.rmtree(broken)
     shutil.copytree(tiny_index, broken)
-    with (broken / "passages.jsonl").open("a") as fh:
-        fh.write(json.dumps(Passage("extra", "", "extra", "extra").to_dict()) + "\n")
+    with PassageWriter(broken / "passages.sqlite") as writer:
+        writer.append([Passage("extra", "", "extra", "extra")])
     with pytest.raises(IndexMismatchError, match="inconsistent \\(manifest 6, passages 7, bm25 6, faiss 6\\)"):
         SearchIndex.load(broken)
     (broken / "manifest.json").write_text("{not json")

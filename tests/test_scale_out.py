@@ -12,7 +12,12 @@ from conftest import REPO
 from pipeline.apps.cli.main import main
 from pipeline.errors import ConfigError
 from pipeline.scale_out.cluster import RAY_EXTRA, require_ray
-from pipeline.scale_out.ray_build import ShardPlan, open_work_directory, shard_name, write_shard
+from pipeline.scale_out.ray_build import (
+    ShardPlan,
+    open_work_directory,
+    shard_name,
+    write_shard,
+)
 from pipeline.scale_out.scaling import RayScaling
 
 

@@ -4,8 +4,8 @@
 ``windows`` (token windows), ``load`` (:func:`load_corpus`, which does all of it).
 """
 
-from pipeline.corpus.clean import clean_text, squad_paragraph_id, text_id
-from pipeline.corpus.load import load_corpus
+from pipeline.corpus.clean import clean_text, squad_paragraph_id, text_digest, text_id
+from pipeline.corpus.load import iter_passages, load_corpus, open_corpus
 from pipeline.corpus.readers import corpus_checksum, corpus_files, detect_format
 from pipeline.corpus.records import (
     BadRecord,
@@ -26,8 +26,11 @@ __all__ = [
     "corpus_checksum",
     "corpus_files",
     "detect_format",
+    "iter_passages",
     "load_corpus",
+    "open_corpus",
     "split_windows",
     "squad_paragraph_id",
+    "text_digest",
     "text_id",
 ]

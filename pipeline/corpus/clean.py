@@ -23,3 +23,8 @@ def clean_text(text: str) -> str:
 def text_id(title: str, text: str) -> str:
     """A stable id for a record that has none: a hash of its title and text."""
     return hashlib.sha1(f"{title}\n{text}".encode("utf-8")).hexdigest()[:16]
+
+
+def text_digest(text: str) -> bytes:
+    """A 16-byte BLAKE2b digest of a cleaned text: how de-duplication remembers texts without keeping them."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
-from pipeline.corpus.clean import clean_text, text_id
+from pipeline.corpus.clean import clean_text, text_digest, text_id
 from pipeline.corpus.readers import (
     corpus_checksum,
     corpus_files,
@@ -56,6 +56,98 @@ from pipeline.errors import CorpusError
 logger = logging.getLogger(__name__)
 
 MAX_BAD_RECORDS_KEPT = 100
+
+
+def open_corpus(path: str | Path, fmt: str | CorpusFormat = CorpusFormat.AUTO) -> tuple[Path, CorpusFormat, list[Path]]:
+    """Resolve ``path`` and ``fmt`` (detecting ``auto``) to the corpus root, its format and its files."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise CorpusError("no such file or directory", path=str(root))
+    fmt = CorpusFormat.parse(fmt)
+    if fmt is CorpusFormat.AUTO:
+        fmt = detect_format(root)
+    files = corpus_files(root, fmt)
+    if not files:
+        raise CorpusError(f"no {fmt.value} files found", path=str(root))
+    return root, fmt, files
+
+
+def iter_passages(
+    path: str | Path,
+    fmt: str | CorpusFormat = CorpusFormat.AUTO,
+    *,
+    report: CorpusReport | None = None,
+    strict: bool = True,
+    tokenizer: Tokenizer | None = None,
+    max_tokens: int = 448,
+    overlap: int = 64,
+    exclude: Callable[[str], bool] | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+) -> Iterator[Passage]:
+    """:func:`load_corpus` as a stream: yields passages one by one and fills ``report`` as it goes.
+
+    Memory stays bounded by the corpus's distinct ids and 16-byte digests of
+    its texts (for de-duplication), not by its text. ``exclude(text)`` says
+    that a cleaned paragraph text is already indexed (counted as a duplicate).
+    ``max_tokens <= 0`` keeps every paragraph whole (no tokenizer call): for
+    corpora that are already split, such as DPR's 100-word Wikipedia passages.
+    """
+    root, fmt, files = open_corpus(path, fmt)
+    report = report if report is not None else CorpusReport()
+    report.format, report.files = fmt.value, len(files)
+    seen_texts: set[bytes] = set()
+    seen_ids: dict[str, bytes] = {}
+    iterator: Iterable[Path] = progress(files) if progress else files
+    for file in iterator:
+        for record in read_records(file, fmt, root):
+            if isinstance(record, BadRecord):
+                if strict:
+                    raise CorpusError(
+                        record.reason + " (use --skip-bad-records to skip such records)",
+                        path=record.path,
+                        line=record.line,
+                    )
+                report.bad_record_count += 1
+                if len(report.bad_records) < MAX_BAD_RECORDS_KEPT:
+                    report.bad_records.append(record)
+                logger.warning("Skipped malformed record %s:%s: %s", record.path, record.line, record.reason)
+                continue
+            if record.metadata.get("heading"):
+                report.headings_skipped += 1
+                continue
+            report.records += 1
+            text, title = clean_text(record.text), clean_text(record.title)
+            if not text:
+                report.empty_skipped += 1
+                continue
+            digest = text_digest(text)
+            pid = record.id if record.id is not None else text_id(title, text)
+            if pid in seen_ids:
+                if seen_ids[pid] == digest:
+                    report.duplicates_removed += 1
+                    continue
+                message = f"duplicate id {pid!r} with different text"
+                if strict:
+                    raise CorpusError(message, path=record.path, line=record.line)
+                report.bad_record_count += 1
+                report.bad_records.append(BadRecord(record.path, record.line, message))
+                continue
+            if digest in seen_texts or (exclude is not None and exclude(text)):
+                report.duplicates_removed += 1
+                continue
+            seen_texts.add(digest)
+            seen_ids[pid] = digest
+            report.paragraphs += 1
+            spans = split_windows(text, tokenizer, max_tokens, overlap) if max_tokens > 0 else [(0, len(text))]
+            if len(spans) == 1:
+                report.passages += 1
+                yield Passage(pid, title, text, pid, 0, record.metadata)
+            else:
+                report.windows_added += len(spans) - 1
+                for w, (start, end) in enumerate(spans):
+                    report.passages += 1
+                    yield Passage(f"{pid}~w{w}", title, text[start:end], pid, start, record.metadata)
+    logger.info("Read %s: %s", root, report.summary())
 
 
 def load_corpus(
@@ -82,66 +174,13 @@ def load_corpus(
             they count as duplicates.
         progress: wraps the file iterator (a tqdm factory), optional.
     """
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise CorpusError("no such file or directory", path=str(root))
-    fmt = CorpusFormat.parse(fmt)
-    if fmt is CorpusFormat.AUTO:
-        fmt = detect_format(root)
-    files = corpus_files(root, fmt)
-    if not files:
-        raise CorpusError(f"no {fmt.value} files found", path=str(root))
-    report = CorpusReport(format=fmt.value, files=len(files))
-    seen_texts: set[str] = set(exclude_texts or ())
-    seen_ids: dict[str, str] = {}
-    passages: list[Passage] = []
-    iterator: Iterable[Path] = progress(files) if progress else files
-    for file in iterator:
-        for record in read_records(file, fmt, root):
-            if isinstance(record, BadRecord):
-                if strict:
-                    raise CorpusError(
-                        record.reason + " (use --skip-bad-records to skip such records)",
-                        path=record.path,
-                        line=record.line,
-                    )
-                report.bad_record_count += 1
-                if len(report.bad_records) < MAX_BAD_RECORDS_KEPT:
-                    report.bad_records.append(record)
-                logger.warning("Skipped malformed record %s:%s: %s", record.path, record.line, record.reason)
-                continue
-            if record.metadata.get("heading"):
-                report.headings_skipped += 1
-                continue
-            report.records += 1
-            text, title = clean_text(record.text), clean_text(record.title)
-            if not text:
-                report.empty_skipped += 1
-                continue
-            pid = record.id if record.id is not None else text_id(title, text)
-            if pid in seen_ids:
-                if seen_ids[pid] == text:
-                    report.duplicates_removed += 1
-                    continue
-                message = f"duplicate id {pid!r} with different text"
-                if strict:
-                    raise CorpusError(message, path=record.path, line=record.line)
-                report.bad_record_count += 1
-                report.bad_records.append(BadRecord(record.path, record.line, message))
-                continue
-            if text in seen_texts:
-                report.duplicates_removed += 1
-                continue
-            seen_texts.add(text)
-            seen_ids[pid] = text
-            report.paragraphs += 1
-            spans = split_windows(text, tokenizer, max_tokens, overlap)
-            if len(spans) == 1:
-                passages.append(Passage(pid, title, text, pid, 0, record.metadata))
-            else:
-                report.windows_added += len(spans) - 1
-                for w, (start, end) in enumerate(spans):
-                    passages.append(Passage(f"{pid}~w{w}", title, text[start:end], pid, start, record.metadata))
-    report.passages = len(passages)
-    logger.info("Read %s: %s", root, report.summary())
-    return Corpus(passages, report, corpus_checksum(files, root))
+    report = CorpusReport()
+    excluded = set(exclude_texts or ())
+    passages = list(
+        iter_passages(
+            path, fmt, report=report, strict=strict, tokenizer=tokenizer, max_tokens=max_tokens, overlap=overlap,
+            exclude=excluded.__contains__ if excluded else None, progress=progress,
+        )
+    )
+    _, _, files = open_corpus(path, fmt)
+    return Corpus(passages, report, corpus_checksum(files, Path(path).expanduser()))

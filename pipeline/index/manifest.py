@@ -13,12 +13,12 @@ from typing import Any
 from pipeline.errors import IndexMismatchError, IndexNotFoundError
 
 FILE_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for dist in ("qa-search", "faiss-cpu", "rank-bm25", "sentence-transformers", "torch", "transformers", "numpy"):
+    for dist in ("qa-search", "faiss-cpu", "bm25s", "rank-bm25", "sentence-transformers", "torch", "transformers", "numpy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -51,6 +51,7 @@ class Manifest:
     created_at: str = field(default_factory=utc_now)
     updated_at: str | None = None
     additions: list[dict[str, Any]] = field(default_factory=list)
+    build: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,7 +77,8 @@ class Manifest:
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise IndexMismatchError(
-                f"{path} has index format {version!r}; this qa-search reads format {FORMAT_VERSION}: rebuild the index."
+                f"{path} has index format {version!r}; this qa-search reads format {FORMAT_VERSION}: rebuild the index "
+                f"with: qa-search build --corpus PATH --index {directory}"
             )
         known = set(cls.__dataclass_fields__)
         try:

@@ -1,10 +1,15 @@
 """An opened index: passages, BM25, FAISS and the manifest, checked against each other.
 
+Opening reads the manifest and file headers only: the passage store is
+SQLite, the BM25 matrix and term table are memory-mapped ``.npy`` files and
+FAISS is read with ``IO_FLAG_MMAP_IFC``, so a million passages open in well
+under a second and pages come in as queries touch them.
+
 Example::
 
     >>> from pipeline.index import SearchIndex
     >>> SearchIndex.load("indexes/squad-dev").manifest.passages      # doctest: +SKIP
-    2080
+    2067
 """
 
 from __future__ import annotations
@@ -13,42 +18,59 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.corpus import Passage
+from pipeline.config import BM25Engine
 from pipeline.errors import IndexMismatchError, IndexNotFoundError
-from pipeline.index.bm25 import FILE_NAME as BM25_FILE
+from pipeline.index.bm25 import DIR_NAME as BM25_DIR
+from pipeline.index.bm25 import TABLE_FILE as BM25_TABLE
 from pipeline.index.bm25 import BM25Index
 from pipeline.index.dense import FILE_NAME as DENSE_FILE
 from pipeline.index.dense import DenseIndex
 from pipeline.index.manifest import FILE_NAME as MANIFEST_FILE
 from pipeline.index.manifest import Manifest
 from pipeline.index.passages import FILE_NAME as PASSAGES_FILE
-from pipeline.index.passages import read_passages
+from pipeline.index.passages import PassageStore
 from pipeline.models.encoder import BiEncoder
 
-INDEX_FILES = (MANIFEST_FILE, PASSAGES_FILE, BM25_FILE, DENSE_FILE)
+INDEX_FILES = (MANIFEST_FILE, PASSAGES_FILE, f"{BM25_DIR}/{BM25_TABLE}", DENSE_FILE)
 FINGERPRINT_MIN_COSINE = 0.999
 
 
 class SearchIndex:
-    """An opened index: the passages, the BM25 index, the FAISS index and the manifest."""
+    """An opened index: the passage store, the BM25 index, the FAISS index and the manifest.
 
-    def __init__(self, path: Path, manifest: Manifest, passages: list[Passage], bm25: BM25Index, dense: DenseIndex):
+    ``index.passages[i]`` is the passage at position ``i`` (the position BM25
+    and FAISS return); ``index.position(id)`` goes the other way.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, passages: PassageStore, bm25: BM25Index, dense: DenseIndex):
         self.path = path
         self.manifest = manifest
         self.passages = passages
         self.bm25 = bm25
         self.dense = dense
-        self._positions = {p.id: i for i, p in enumerate(passages)}
 
     def __len__(self) -> int:
         return len(self.passages)
 
     def position(self, passage_id: str) -> int:
-        return self._positions[passage_id]
+        return self.passages.position(passage_id)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SearchIndex":
-        """Open the index at ``path``, checking that its files are there and agree with each other."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        bm25_engine: str | BM25Engine | None = None,
+        mmap: bool = True,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> "SearchIndex":
+        """Open the index at ``path``, checking that its files are there and agree with each other.
+
+        ``bm25_engine`` overrides the engine it was built with (``rank-bm25``
+        opens any index); ``nprobe`` / ``ef_search`` override the FAISS search
+        settings stored in the manifest; ``mmap=False`` reads everything into memory.
+        """
         path = Path(path).expanduser()
         if not path.is_dir():
             raise IndexNotFoundError(
@@ -57,10 +79,15 @@ class SearchIndex:
         manifest = Manifest.load(path)
         missing = [name for name in INDEX_FILES if not (path / name).is_file()]
         if missing:
-            raise IndexMismatchError(f"The index at {path} is incomplete (missing {', '.join(missing)}); rebuild it.")
-        passages = read_passages(path / PASSAGES_FILE)
-        bm25 = BM25Index.load(path)
-        dense = DenseIndex.load(path, manifest.faiss["kind"])
+            raise IndexMismatchError(
+                f"The index at {path} is incomplete (missing {', '.join(missing)}); rebuild it with: "
+                f"qa-search build --corpus PATH --index {path}"
+            )
+        passages = PassageStore.open(path / PASSAGES_FILE)
+        bm25 = BM25Index.load(path, engine=bm25_engine, mmap=mmap)
+        params = {k: manifest.faiss[k] for k in ("nlist", "nprobe", "efSearch", "k_factor", "M") if k in manifest.faiss}
+        dense = DenseIndex.load(path, manifest.faiss["kind"], params, mmap=mmap)
+        dense.set_params(nprobe=nprobe, efSearch=ef_search)
         counts = {"manifest": manifest.passages, "passages": len(passages), "bm25": len(bm25), "faiss": len(dense)}
         if len(set(counts.values())) != 1:
             detail = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -71,6 +98,9 @@ class SearchIndex:
                 f"{manifest.bi_encoder['dimension']}; rebuild it."
             )
         return cls(path, manifest, passages, bm25, dense)
+
+    def close(self) -> None:
+        self.passages.close()
 
     def check_encoder(self, encoder: BiEncoder) -> None:
         """Raise :class:`IndexMismatchError` unless ``encoder`` is the model the index was built with."""

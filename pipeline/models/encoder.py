@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.config import EncoderBackend
 from pipeline.models.device import pick_device
 from pipeline.models.resolve import ResolvedModel, canonical_name, resolve_model
 
@@ -25,20 +26,46 @@ PROBE_TEXT = "qa-search fingerprint: Which river flows through the capital of Fr
 
 
 class BiEncoder:
-    def __init__(self, model, name: str, resolved: ResolvedModel | None = None):
+    """A sentence-transformers model; ``backend`` ``onnx`` / ``onnx-int8`` encodes passages on ONNX Runtime.
+
+    The fingerprint is always computed with the PyTorch model, so an index
+    built with an ONNX backend has the same model identity as one built with torch.
+    """
+
+    def __init__(self, model, name: str, resolved: ResolvedModel | None = None, onnx=None):
         self.model = model
         self.name = canonical_name(name)
         self.resolved = resolved
+        self.onnx = onnx
 
     @classmethod
-    def load(cls, name: str, *, device: str | None = None, trust_remote_code: bool = False) -> "BiEncoder":
+    def load(
+        cls,
+        name: str,
+        *,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        backend: str | EncoderBackend = EncoderBackend.TORCH,
+        progress: bool = False,
+    ) -> "BiEncoder":
         from sentence_transformers import SentenceTransformer
 
+        backend = EncoderBackend.parse(backend)
         resolved = resolve_model(name, role="bi-encoder")
         model = SentenceTransformer(
             resolved.path, device=pick_device(device), trust_remote_code=trust_remote_code, local_files_only=True
         )
-        return cls(model, name, resolved)
+        onnx = None
+        if backend is not EncoderBackend.TORCH:
+            from pipeline.models.onnx_encoder import OnnxEncoder
+
+            variant = "int8" if backend is EncoderBackend.ONNX_INT8 else "fp32"
+            onnx = OnnxEncoder.load(resolved.path, model.tokenizer, model.max_seq_length, variant=variant, progress=progress)
+        return cls(model, name, resolved, onnx)
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnx"
 
     @property
     def dimension(self) -> int:
@@ -57,6 +84,11 @@ class BiEncoder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.onnx is not None:
+            return self.onnx.encode(list(texts), batch_size=batch_size)
+        return self._torch_encode(texts, batch_size=batch_size, progress=progress)
+
+    def _torch_encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         vectors = self.model.encode(
             list(texts),
             batch_size=batch_size,
@@ -68,4 +100,4 @@ class BiEncoder:
 
     def fingerprint(self) -> list[float]:
         """The probe text's embedding, rounded: identifies the model whatever its path."""
-        return [round(float(x), 5) for x in self.encode([PROBE_TEXT])[0]]
+        return [round(float(x), 5) for x in self._torch_encode([PROBE_TEXT])[0]]

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMAT = 1
 OPSET = 17
 VARIANTS = ("fp32", "int8")
+HEADS = ("sequence-classification", "feature-extraction")
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 
@@ -61,22 +62,27 @@ def _model_files(model_dir: Path) -> list[Path]:
     return sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in keep)
 
 
-def cache_key(model_dir: str | Path, variant: str) -> str:
+def cache_key(model_dir: str | Path, variant: str, head: str = "sequence-classification") -> str:
     """A short key for (model files, export settings): changes when either changes."""
     model_dir = Path(model_dir).resolve()
     digest = hashlib.sha256()
-    digest.update(json.dumps({"format": EXPORT_FORMAT, "opset": OPSET, "variant": variant, "dir": str(model_dir)}).encode())
+    settings = {"format": EXPORT_FORMAT, "opset": OPSET, "variant": variant, "dir": str(model_dir)}
+    if head != "sequence-classification":  # keeps the keys of existing reranker exports
+        settings["head"] = head
+    digest.update(json.dumps(settings).encode())
     for path in _model_files(model_dir):
         stat = path.stat()
         digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
-def entry_dir(model_dir: str | Path, variant: str, cache_dir: str | Path | None = None) -> Path:
+def entry_dir(
+    model_dir: str | Path, variant: str, cache_dir: str | Path | None = None, head: str = "sequence-classification"
+) -> Path:
     model_dir = Path(model_dir).resolve()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_dir.name)[:60] or "model"
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / f"{slug}-{variant}-{cache_key(model_dir, variant)}"
+    return root / f"{slug}-{variant}-{cache_key(model_dir, variant, head)}"
 
 
 def _valid(entry: Path) -> bool:
@@ -95,11 +101,18 @@ def onnx_model_file(
     cache_dir: str | Path | None = None,
     trust_remote_code: bool = False,
     progress: bool = True,
+    head: str = "sequence-classification",
 ) -> Path:
-    """The cached ONNX file of ``model_dir`` in ``variant`` (``fp32`` or ``int8``), exported when missing or damaged."""
+    """The cached ONNX file of ``model_dir`` in ``variant`` (``fp32`` or ``int8``), exported when missing or damaged.
+
+    ``head``: ``sequence-classification`` (a cross-encoder; output ``logits``)
+    or ``feature-extraction`` (a bi-encoder's transformer; output ``last_hidden_state``).
+    """
     if variant not in VARIANTS:
         raise ConfigError(f"Unknown ONNX variant {variant!r}; valid values: {', '.join(VARIANTS)}.")
-    entry = entry_dir(model_dir, variant, cache_dir)
+    if head not in HEADS:
+        raise ConfigError(f"Unknown ONNX export head {head!r}; valid values: {', '.join(HEADS)}.")
+    entry = entry_dir(model_dir, variant, cache_dir, head)
     if _valid(entry):
         logger.debug("Reusing exported model %s", entry)
         return entry / MODEL_FILE
@@ -108,7 +121,7 @@ def onnx_model_file(
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
     try:
-        _export(Path(model_dir), staging, variant, trust_remote_code=trust_remote_code, progress=progress)
+        _export(Path(model_dir), staging, variant, trust_remote_code=trust_remote_code, progress=progress, head=head)
         model = staging / MODEL_FILE
         meta = {"bytes": model.stat().st_size, "sha256": sha256_of(model), "variant": variant,
                 "model_dir": str(Path(model_dir).resolve()), "format": EXPORT_FORMAT}
@@ -125,14 +138,15 @@ def onnx_model_file(
     return entry / MODEL_FILE
 
 
-def _export(model_dir: Path, out: Path, variant: str, *, trust_remote_code: bool, progress: bool) -> None:
+def _export(model_dir: Path, out: Path, variant: str, *, trust_remote_code: bool, progress: bool, head: str) -> None:
     from tqdm.auto import tqdm
 
     steps = ["export", "fuse"] + (["quantise"] if variant == "int8" else [])
     logger.info("Exporting %s to ONNX (%s) in %s; this happens once per model and setting.", model_dir, variant, out)
     with tqdm(total=len(steps), desc=f"ONNX export ({variant})", disable=not progress, unit="step") as bar:
         raw = out / "raw.onnx"
-        config = _torch_export(model_dir, raw, trust_remote_code=trust_remote_code)
+        export = _torch_export if head == "sequence-classification" else _torch_export_features
+        config = export(model_dir, raw, trust_remote_code=trust_remote_code)
         bar.update(1)
         fused = out / "fused.onnx"
         if not _fuse(raw, fused, config):
@@ -167,6 +181,35 @@ def _torch_export(model_dir: Path, path: Path, *, trust_remote_code: bool):
         torch.onnx.export(
             model, (), str(path), kwargs={n: sample[n] for n in names}, input_names=names, output_names=["logits"],
             dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+    return model.config
+
+
+def _torch_export_features(model_dir: Path, path: Path, *, trust_remote_code: bool):
+    """Export a bi-encoder's transformer (``AutoModel``): token ids in, ``last_hidden_state`` out."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    model = AutoModel.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code, attn_implementation="eager").eval()
+    sample = tokenizer(["a short passage", "another passage here"], padding=True, return_tensors="pt")
+    names = [n for n in inspect.signature(model.forward).parameters if n in sample]
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            return self.inner(**dict(zip(names, args))).last_hidden_state
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["last_hidden_state"] = {0: "batch", 1: "sequence"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Hidden(model), tuple(sample[n] for n in names), str(path), input_names=names,
+            output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
     return model.config
 

@@ -23,7 +23,6 @@ Example::
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import shutil
@@ -217,37 +216,11 @@ def embed_shards(
     return written
 
 
-class ShardVectorsEncoder(BiEncoder):
-    """ADAPTER until branch ``scale`` (``build_index(vectors=...)``) is merged; the lead deletes it then.
-
-    A :class:`BiEncoder` whose ``encode`` of exactly the corpus's passage texts
-    returns the shard vectors instead of embedding them again; every other
-    call (the probe fingerprint, ...) goes to the real model.
-    """
-
-    def __init__(self, encoder: BiEncoder, texts: list[str], vectors: np.ndarray):
-        super().__init__(encoder.model, encoder.name, encoder.resolved)
-        self.texts = texts
-        self.vectors = vectors
-
-    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        if len(texts) == len(self.texts) and list(texts) == self.texts:
-            return self.vectors
-        return super().encode(texts, batch_size=batch_size, progress=progress)
-
-
-def read_shards(plan: ShardPlan) -> np.ndarray:
-    return np.concatenate([np.load(plan.directory / shard_name(n), allow_pickle=False) for n in range(plan.count)])
-
-
 def assemble_index(corpus: str | Path, index: str | Path, plan: ShardPlan, encoder: BiEncoder,
                    passages: Sequence[Passage], **options: Any) -> BuildReport:
-    """Build the index from the shard folder: ``build_index(vectors=FOLDER)`` where that exists (branch ``scale``)."""
-    if "vectors" in inspect.signature(build_index).parameters:
-        # The vectors were just made by this model from these passages: no spot check needed.
-        return build_index(corpus, index, bi_encoder=encoder, vectors=plan.directory, vectors_check=0, **options)
-    adapter = ShardVectorsEncoder(encoder, [p.text for p in passages], read_shards(plan))
-    return build_index(corpus, index, bi_encoder=adapter, **options)
+    """Build the index from the shard folder through the same code as ``qa-search build --vectors FOLDER``."""
+    # The vectors were just made by this model from these passages: no spot check needed.
+    return build_index(corpus, index, bi_encoder=encoder, vectors=plan.directory, vectors_check=0, **options)
 
 
 def build_index_on_ray(

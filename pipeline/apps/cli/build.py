@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipeline.apps.cli.common import choices
-from pipeline.config import DEFAULT_BI_ENCODER, FaissKind
+from pipeline.config import DEFAULT_BI_ENCODER, BM25Engine, EncoderBackend, FaissKind
 from pipeline.errors import QASearchError
 
 
@@ -21,6 +21,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
             args.index,
             args.add,
             bi_encoder=args.bi_encoder,
+            vectors=args.vectors,
+            vectors_check=args.vectors_check,
+            encoder_backend=args.encoder_backend,
             fmt=args.format,
             strict=not args.skip_bad_records,
             batch_size=args.batch_size,
@@ -36,6 +39,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
             args.index,
             bi_encoder=args.bi_encoder or DEFAULT_BI_ENCODER,
             faiss_kind=args.faiss,
+            bm25_engine=args.bm25_engine,
+            bm25_method=args.bm25_method,
+            vectors=args.vectors,
+            vectors_check=args.vectors_check,
+            chunk_size=args.chunk_size,
+            encoder_backend=args.encoder_backend,
+            resume=not args.restart,
             fmt=args.format,
             strict=not args.skip_bad_records,
             max_tokens=args.window_tokens,
@@ -45,11 +55,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
             progress=progress,
         )
         verb = "Built"
+        if report.resumed_chunks:
+            print(f"Resumed an interrupted build after chunk {report.resumed_chunks}.")
     print(
         f"{verb} {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
         f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
     )
     print(f"Corpus: {report.corpus.summary()}.")
+    faiss = report.manifest.faiss
+    if "recall_at_10" in faiss and not args.add:
+        tuned = ", ".join(f"{k}={faiss[k]}" for k in ("nprobe", "efSearch", "k_factor") if k in faiss)
+        print(f"FAISS {faiss['kind']}{' (' + tuned + ')' if tuned else ''}: recall@10 {faiss['recall_at_10']:.3f} against exact search.")
     for bad in report.corpus.bad_records[:20]:
         print(f"  skipped {bad.path}:{bad.line}: {bad.reason}", file=sys.stderr)
     return 0
@@ -97,8 +113,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--add", metavar="PATH", help="append this corpus to the existing index (old passages are not re-embedded)")
     build.add_argument("--format", default="auto", choices=["auto", "squad", "jsonl", "folder", "wikiextractor"])
     build.add_argument("--bi-encoder", metavar="NAME|PATH", help=f"sentence-transformers model (default {DEFAULT_BI_ENCODER})")
-    build.add_argument("--faiss", default="flat", choices=choices(FaissKind), help="FAISS index kind (default flat)")
-    build.add_argument("--window-tokens", type=int, default=448, help="split longer paragraphs into windows of this many tokens")
+    build.add_argument("--faiss", default="auto", choices=choices(FaissKind),
+                       help="FAISS index kind (default auto: flat below 100,000 passages, else ivf-sq with exact re-scoring)")
+    build.add_argument("--bm25-engine", default="bm25s", choices=choices(BM25Engine),
+                       help="lexical engine (default bm25s; rank-bm25 is the slow in-memory reference)")
+    build.add_argument("--bm25-method", default="robertson", choices=["robertson", "lucene", "atire"],
+                       help="bm25s idf/tf variant (default robertson: the closest to rank-bm25)")
+    build.add_argument("--vectors", metavar="PATH",
+                       help="precomputed passage embeddings: a .npy or a folder of .npy shards, one row per passage in corpus order")
+    build.add_argument("--vectors-check", type=int, default=8, metavar="N",
+                       help="re-embed N passages to check --vectors against the bi-encoder (default 8; 0 = trust them)")
+    build.add_argument("--encoder-backend", default="torch", choices=choices(EncoderBackend),
+                       help="engine that embeds the passages: torch (fp32), onnx (ONNX Runtime fp32, same vectors, faster) "
+                       "or onnx-int8 (fastest, cosine >= 0.99 to fp32)")
+    build.add_argument("--chunk-size", type=int, default=10_000, metavar="N",
+                       help="passages per build chunk; an interrupted build resumes after its last finished chunk (default 10000)")
+    build.add_argument("--restart", action="store_true", help="discard an interrupted build of this index instead of resuming it")
+    build.add_argument("--window-tokens", type=int, default=448, help="split longer paragraphs into windows of this many tokens (0: keep paragraphs whole)")
     build.add_argument("--window-overlap", type=int, default=64, help="tokens shared by consecutive windows")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")

@@ -11,7 +11,12 @@ from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from pipeline.errors import ConfigError, QASearchError, QueryError, ServiceUnavailableError
+from pipeline.errors import (
+    ConfigError,
+    QASearchError,
+    QueryError,
+    ServiceUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,11 @@ def build_application(index: str, config: PipelineConfig, settings: ServerSettin
     """The Serve application: ``Api`` (the FastAPI app) bound to the model deployments it calls."""
     from ray import serve
 
-    from pipeline.scale_out.deployments import ReaderDeployment, RerankerDeployment, RetrievalDeployment
+    from pipeline.scale_out.deployments import (
+        ReaderDeployment,
+        RerankerDeployment,
+        RetrievalDeployment,
+    )
 
     load = config.load
 
