@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -60,6 +61,8 @@ def main(argv=None) -> int:
     if out.exists():  # resume
         done = {json.loads(line)["id"] for line in out.read_text().splitlines() if line.strip()}
     todo = [q for q in questions if q.id not in done]
+    # In a fixed random order, so that a run stopped early still covers every article.
+    random.Random(args.seed).shuffle(todo)
     with out.open("a", encoding="utf-8") as f, tqdm(total=len(todo), unit="q") as bar:
         for b in range(0, len(todo), args.batch):
             batch = todo[b : b + args.batch]

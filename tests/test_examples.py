@@ -1,0 +1,46 @@
+"""The UI's example questions get the answer their top paragraph gives (real stand-in models, SQuAD paragraphs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.read.normalize import normalize_answer
+
+TESLA = "In what year was Nikola Tesla born?"
+
+
+@pytest.fixture(scope="module")
+def examples_index(tmp_path_factory, squad_dev_path, minilm_path):
+    """An index of every SQuAD dev article an example question of the UI comes from (about 360 paragraphs)."""
+    from pipeline.apps.ui.page import SQUAD_EXAMPLES
+    from pipeline.index import build_index
+
+    titles = {gold.split("#")[0] for gold in SQUAD_EXAMPLES.values()}
+    data = json.loads(squad_dev_path.read_text(encoding="utf-8"))["data"]
+    corpus = tmp_path_factory.mktemp("squad-examples") / "examples.json"
+    corpus.write_text(json.dumps({"version": "1.1", "data": [a for a in data if a["title"] in titles]}), encoding="utf-8")
+    out = corpus.parent / "index"
+    build_index(corpus, out, bi_encoder=str(minilm_path), progress=False)
+    return out
+
+
+@pytest.mark.slow
+def test_every_ui_example_gets_the_answer_its_top_paragraph_gives(examples_index, standin_reranker, standin_reader):
+    from pipeline.apps.ui.page import SQUAD_EXAMPLES, examples_for
+    from pipeline.qa import QAPipeline
+
+    qa = QAPipeline.load(examples_index, reranker=str(standin_reranker), reader=str(standin_reader))
+    examples = examples_for(qa)
+    assert sorted(examples) == sorted(SQUAD_EXAMPLES)
+    results = qa.search_many(examples)
+    for question, result in zip(examples, results):
+        assert result.answer is not None, f"{question}: {result.no_answer_reason}"
+        top = result.hits[0]
+        (reading,) = qa.reader.spans([(question, top.text)], top=1)
+        assert normalize_answer(result.answer.text) == normalize_answer(reading.best.text), question
+        assert top.id in [s.id for s in result.answer.support]
+    tesla = results[examples.index(TESLA)]
+    assert tesla.hits[0].source_id == SQUAD_EXAMPLES[TESLA]
+    assert tesla.answer.text == "1856"  # not 1861, the year of a later paragraph
