@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -264,7 +263,7 @@ def main(argv=None) -> int:
         print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
               f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"
               f"  (previous rule {held['previous_rule_f1']:.2f} = {100 * held['previous_rule_ratio']:.1f}%)")
-        print(f"gold paragraph in the top 1/3/5/10: " + " / ".join(f"{100 * v:.1f}%" for v in held["gold_in_top"].values()))
+        print("gold paragraph in the top 1/3/5/10: " + " / ".join(f"{100 * v:.1f}%" for v in held["gold_in_top"].values()))
         if held["answered_after_abstention"] is not None:
             print(f"answerable held-out questions that keep an answer at the shipped threshold: "
                   f"{100 * held['answered_after_abstention']:.1f}%")

@@ -336,6 +336,12 @@ def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cr
     assert figures["oracle"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end"]["questions"] == 3
     assert 0.0 <= figures["end_to_end"]["exact_match"] <= figures["end_to_end"]["f1"] <= 1.0
+    assert figures["end_to_end_to_oracle_f1"] == pytest.approx(figures["end_to_end"]["f1"] / (1 / 3), abs=1e-3)
+    # SQuAD v2.0 figures of the search's answers: q-eiffel-no is right only without an answer.
+    answers = figures["answers"]
+    assert answers["v2"]["HasAns_total"] == 3 and answers["v2"]["NoAns_total"] >= 1
+    assert answers["v2"]["NoAns_exact"] == pytest.approx(100 * (1 - answers["false_answer_rate"]))
+    assert 0.0 <= answers["recall"] <= 1.0
 
 
 def test_cli_eval_reader_needs_the_rerank_mode(squad_v2_index, squad_v2, tiny_cross_encoder, tiny_reader, capsys):

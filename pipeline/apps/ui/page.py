@@ -194,11 +194,13 @@ def show_result(result: SearchResult) -> None:
     n = sum(1 for h in result.hits if h.answerable)
     if n:
         st.markdown(f"**{n} paragraph{'s' if n != 1 else ''} answer{'s' if n == 1 else ''} this question**")
-    else:
-        if result.candidate is None:  # (an abstention has said so above)
-            st.warning("No paragraph in this collection answers this question.")
+    elif result.answer is None and result.candidate is None:
+        st.warning("No paragraph in this collection answers this question.")
         if result.hits:
             st.caption("The closest paragraphs:")
+    elif result.hits:  # an answer, or an abstention said above, but no paragraph over the threshold
+        st.caption(f"No paragraph reaches the answerable threshold {result.settings.get('threshold', 0.5):.2f}; "
+                   "the closest paragraphs:")
     for i, hit in enumerate(result.hits, start=1):
         if hit.answerable:
             st.html(card_html(hit, i, question))
