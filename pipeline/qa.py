@@ -149,7 +149,8 @@ class QAPipeline:
                 raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
         policy = AnswerPolicy.load(load.answer_policy)
         fitted = dict(policy.fitted_for)
-        if reader is not None and fitted and (fitted.get("reader"), fitted.get("reranker")) != (reader.name, reranker.name if reranker else None):
+        loaded = (Path(reader.name).name if reader else None, Path(reranker.name).name if reranker else None)
+        if reader is not None and fitted and (fitted.get("reader"), fitted.get("reranker")) != loaded:
             logger.warning(
                 "The answer policy was fitted for reader %s and reranker %s; with other models its answerability "
                 "is uncalibrated (refit with benchmarks/answers_fit.py).", fitted.get("reader"), fitted.get("reranker"),
