@@ -47,9 +47,9 @@ def answered(examples_index, standin_reranker, standin_reader):
             q,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the blended order puts Chloroplast#5 first (reranker probability 0.61), whose best span "
-                "scores far below the answer of Chloroplast#10 (probability 0.77); the gold paragraph #0 is not "
-                "in the top 5. Needs the ranking policy's order by paragraph probability (issue 15).",
+                reason="the blended order puts Chloroplast#5 first (reranker probability 0.61, below the next "
+                "paragraphs'), whose best span (score 4.8) is far weaker than theirs (8.1-8.3); the gold paragraph "
+                "#0 is not in the top 5. Needs the ranking policy's order by paragraph probability (issue 15).",
             ),
         )
         if q == CHLOROPLAST
