@@ -124,6 +124,7 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_RERANK_BACKEND": "rerank_backend",
     "QA_SEARCH_THREADS": "threads",
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
+    "QA_SEARCH_ANSWER_POLICY": "answer_policy",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -196,6 +197,10 @@ class LoadSettings:
             candidate first so that the main reranker scores only the best
             ``cascade_keep``; ``None`` (default) switches the cascade off.
         cascade_keep: candidates per question the cascade passes on.
+        answer_policy: JSON file of the answer policy (paragraphs read, how
+            span scores and paragraph probabilities combine, the fitted
+            abstention model; see :mod:`pipeline.read.answers`); ``None`` =
+            the one shipped with the package.
         int8_rescore: with ``onnx-int8`` (so with ``auto`` on a CPU), the best
             this many int8 scores of each question are scored again by the same
             model in ONNX Runtime fp32, which keeps the top of the ranking as
@@ -217,6 +222,7 @@ class LoadSettings:
     cascade_reranker: str | None = None
     cascade_keep: int = 10
     int8_rescore: int = 3
+    answer_policy: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rerank_backend", RerankBackend.parse(self.rerank_backend))
@@ -255,6 +261,8 @@ class SearchSettings:
         max_query_chars: longest question accepted, in characters.
         rerank: use the loaded cross-encoder (``False`` skips it for this search).
         read: use the loaded reader (``False`` skips it for this search).
+        abstain: let the answer policy withhold the answer when no paragraph
+            seems to answer (``False``: always give the best candidate).
     """
 
     mode: RetrievalMode = RetrievalMode.HYBRID
@@ -268,6 +276,7 @@ class SearchSettings:
     max_query_chars: int = 2000
     rerank: bool = True
     read: bool = True
+    abstain: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", RetrievalMode.parse(self.mode))

@@ -10,11 +10,13 @@ Example::
     >>> result.answer.text, result.answer.id                                                               # doctest: +SKIP
     ('Denver Broncos', 'Super_Bowl_50#0')
 
-Reading: the reader reads only hits that are shown and answerable (at most
-``top_k``); without a reranker nothing says which hits answer, so it reads the
-top :data:`UNRANKED_READ` hits. Each read hit gets ``answer``; the search's
-best ``answer`` is the one with the highest reranker probability × span score
-(span score alone without a reranker), see :func:`best_answer`.
+Reading: the reader reads the top ``paragraphs`` hits of the final order
+(the answer policy's, 5 by default; whether or not they pass the threshold).
+Each read hit gets ``answer``; identical answers add up their evidence across
+paragraphs and the search's ``answer`` is the one with most, unless the answer
+policy abstains (then ``answer`` is ``None``, ``no_answer_reason`` says why,
+``candidate`` keeps the best candidate and no hit is ``answerable``); see
+:mod:`pipeline.read.answers`.
 """
 
 from __future__ import annotations
@@ -35,19 +37,16 @@ from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
+from pipeline.read.answers import AnswerPolicy, Decision, decide
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_order
 from pipeline.rerank.cascade import Cascade
 from pipeline.rerank.reranker import Reranker
-from pipeline.results import BestAnswer, Hit, SearchResult
+from pipeline.results import Hit, SearchResult
 from pipeline.retrieve import Candidate, Retriever
 
 logger = logging.getLogger(__name__)
-
-#: Hits the reader reads when there is no reranker to say which ones answer.
-UNRANKED_READ = 3
-
 
 def check_question(question: Any, max_chars: int) -> str:
     """The question, trimmed; :class:`QueryError` if it is not text, empty or too long."""
@@ -59,28 +58,6 @@ def check_question(question: Any, max_chars: int) -> str:
     if len(text) > max_chars:
         raise QueryError(f"The question is {len(text):,} characters long; the limit is {max_chars:,}.")
     return text
-
-
-def best_answer(hits: Sequence[Hit]) -> BestAnswer | None:
-    """The best answer over ``hits``: highest reranker probability × span score.
-
-    Both are in 0..1: the probability says the paragraph answers, the span score
-    says how sure the reader is of the span inside it, so the product favours a
-    confident span in a paragraph that answers. Without a reranker
-    (``probability`` is ``None``) the span score decides alone. Ties keep the
-    better-ranked hit.
-    """
-    best, best_value = None, -1.0
-    for hit in hits:
-        if hit.answer is None:
-            continue
-        value = hit.answer.score * (1.0 if hit.probability is None else hit.probability)
-        if value > best_value:
-            best, best_value = hit, value
-    if best is None:
-        return None
-    a = best.answer
-    return BestAnswer(text=a.text, start=a.start, end=a.end, score=a.score, id=best.id)
 
 
 def load_reranker(config: LoadSettings) -> Reranker | Cascade:
@@ -123,6 +100,7 @@ class QAPipeline:
         reranker: Reranker | Cascade | None,
         reader: Reader | None = None,
         config: PipelineConfig | None = None,
+        answer_policy: AnswerPolicy | None = None,
     ):
         self.index = index
         self.encoder = encoder
@@ -130,6 +108,7 @@ class QAPipeline:
         self.reader = reader
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
+        self.answer_policy = answer_policy or AnswerPolicy.load(self.config.load.answer_policy)
 
     @property
     def settings(self) -> SearchSettings:
@@ -168,7 +147,15 @@ class QAPipeline:
                 reader = Reader.load(load.reader, device=load.device, trust_remote_code=load.trust_remote_code)
             except ModelNotFoundError as exc:
                 raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
-        return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config)
+        policy = AnswerPolicy.load(load.answer_policy)
+        fitted = dict(policy.fitted_for)
+        loaded = (Path(reader.name).name if reader else None, Path(reranker.name).name if reranker else None)
+        if reader is not None and fitted and (fitted.get("reader"), fitted.get("reranker")) != loaded:
+            logger.warning(
+                "The answer policy was fitted for reader %s and reranker %s; with other models its answerability "
+                "is uncalibrated (refit with benchmarks/answers_fit.py).", fitted.get("reader"), fitted.get("reranker"),
+            )
+        return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config, answer_policy=policy)
 
     def search(self, question: str, **overrides: Any) -> SearchResult:
         """Answer one question.
@@ -206,10 +193,11 @@ class QAPipeline:
                 offset += len(found.candidates)
         hits = [self._hits(found.candidates, probs, cfg) for found, probs in zip(retrieved, probabilities)]
         reading = cfg.read and self.reader is not None
-        read_ms = self._read(texts, hits) if reading else None
+        decisions: list[Decision | None] = [None] * len(texts)
+        read_ms = self._read(texts, hits, decisions, cfg.abstain) if reading else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
-        for found, probs, shown in zip(retrieved, probabilities, hits):
+        for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
             timings = dict(found.timings)
             if probs is not None:
                 timings["rerank"] = rerank_ms
@@ -222,28 +210,38 @@ class QAPipeline:
                     hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
                     settings=self._settings(cfg, probs is not None, reading),
-                    answer=best_answer(shown),
+                    answer=decision.answer if decision else None,
+                    answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
+                    no_answer_reason=decision.reason if decision else None,
+                    candidate=decision.candidate if decision else None,
                 )
             )
         return results
 
-    def _read(self, questions: list[str], hits: list[list[Hit]]) -> float | None:
-        """Give answerable hits (the top :data:`UNRANKED_READ` without a reranker) their ``answer``.
+    def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool) -> float | None:
+        """Read each question's top hits, give them their ``answer`` and fill ``decisions`` (one per question).
 
         All questions' pairs go to the reader in one batch. Returns milliseconds
-        per question, or ``None`` when nothing was read (no answerable hit).
+        per question, or ``None`` when nothing was read (no hits).
         """
-        targets = []
-        for question, shown in zip(questions, hits):
-            unranked = all(h.answerable is None for h in shown)
-            chosen = shown[:UNRANKED_READ] if unranked else [h for h in shown if h.answerable]
-            targets.extend((question, h) for h in chosen)
-        if not targets:
+        policy = self.answer_policy
+        chosen = [shown[: policy.paragraphs] for shown in hits]
+        pairs = [(q, h.text) for q, read in zip(questions, chosen) for h in read]
+        if not pairs:
             return None
         start = time.perf_counter()
-        answers = self.reader.read_pairs([(q, h.text) for q, h in targets])
-        for (_, hit), answer in zip(targets, answers):
-            hit.answer = answer
+        readings = self.reader.spans(pairs)
+        offset = 0
+        for i, (shown, read) in enumerate(zip(hits, chosen)):
+            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain)
+            offset += len(read)
+            for hit, answer in zip(read, decision.hit_answers):
+                hit.answer = answer
+            if decision.answer is None and decision.candidate is not None:
+                for hit in shown:  # abstained: no paragraph here answers this
+                    if hit.answerable is not None:
+                        hit.answerable = False
+            decisions[i] = decision
         return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings) -> list[Hit]:

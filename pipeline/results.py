@@ -11,12 +11,20 @@ STAGES = ("bm25", "dense", "fused", "rerank")
 
 @dataclass
 class Answer:
-    """An answer span: ``text == hit.text[start:end]``, ``score`` in 0..1."""
+    """An answer span: ``text == hit.text[start:end]``.
+
+    ``score`` (0..1) is the span's share of the evidence of every span read for
+    the search (paragraph probability and span score together, see
+    :mod:`pipeline.read.answers`), so it compares across paragraphs;
+    ``span_score`` is the reader's own score of the span (start + end logit,
+    relative to the null score for no-answer models), ``None`` where unknown.
+    """
 
     text: str
     start: int
     end: int
     score: float
+    span_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,21 +59,47 @@ class Hit:
 
 
 @dataclass
+class Support:
+    """One paragraph that gives an answer: where in it, and its share of the answer's evidence (0..1)."""
+
+    id: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass
 class BestAnswer(Answer):
-    """The single best answer of a search, with the ``id`` of the hit it was read from."""
+    """The best answer of a search: the ``id`` (and span) of its strongest paragraph, every paragraph in ``support``.
+
+    ``score`` is the answer's share of all the evidence read (the sum over the
+    paragraphs that give the same normalised answer).
+    """
 
     id: str = ""
+    support: list[Support] = field(default_factory=list)
 
 
 @dataclass
 class SearchResult:
-    """Hits best first, per-stage timings in milliseconds, and the settings that produced them."""
+    """Hits best first, per-stage timings in milliseconds, and the settings that produced them.
+
+    ``answer`` is the best answer, or ``None``; then ``no_answer_reason`` says
+    why (nothing read, the reader found no span, or the search abstained: no
+    paragraph here answers the question). ``answerability`` (0..1) is the
+    abstention model's score of "some paragraph here answers" (``None`` when no
+    answer policy applies); ``candidate`` is the best answer even when the
+    search abstained, for a user who asks to see it.
+    """
 
     query: str
     hits: list[Hit]
     timings: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
     answer: BestAnswer | None = None
+    answerability: float | None = None
+    no_answer_reason: str | None = None
+    candidate: BestAnswer | None = None
 
     @property
     def answerable_hits(self) -> list[Hit]:
@@ -76,6 +110,9 @@ class SearchResult:
             "query": self.query,
             "hits": [h.to_dict() for h in self.hits],
             "answer": self.answer.to_dict() if self.answer else None,
+            "answerability": self.answerability,
+            "no_answer_reason": self.no_answer_reason,
+            "candidate": self.candidate.to_dict() if self.candidate else None,
             "timings": dict(self.timings),
             "settings": dict(self.settings),
         }

@@ -353,7 +353,7 @@ def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cr
     reader = make_keyword_reader(tmp_path / "paris-reader", minilm_path, "Paris", "Paris")
     out = tmp_path / "out"
     args = _eval_args(squad_v2_index, squad_v2, tiny_cross_encoder, "--articles", "0", "--candidates", "3",
-                      "--threshold", "0", "--reader", str(reader), "--out", str(out))  # fmt: skip
+                      "--threshold", "0", "--no-abstain", "--reader", str(reader), "--out", str(out))  # fmt: skip
     assert main(args) == 0
     assert "## Reader" in capsys.readouterr().out
     figures = json.loads((out / "metrics.json").read_text())["reader"]
@@ -363,11 +363,17 @@ def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cr
     assert figures["oracle"]["questions"] == 3
     assert figures["oracle"]["exact_match"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["oracle"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
-    # End to end (threshold 0: every candidate answerable): both France paragraphs contain "Paris", so each of
-    # the three answers "Paris": exact and F1 1 for q-paris, 0 for "Seine" and "1889".
+    # End to end (threshold 0 and no abstention: every search gives its best candidate): both France paragraphs
+    # contain "Paris", so each of the three answers "Paris": exact and F1 1 for q-paris, 0 for "Seine" and "1889".
     assert figures["end_to_end"]["questions"] == 3
     assert figures["end_to_end"]["exact_match"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert figures["end_to_end_to_oracle_f1"] == pytest.approx(figures["end_to_end"]["f1"] / (1 / 3), abs=1e-3)
+    # SQuAD v2.0 figures of the search's answers: q-eiffel-no is right only without an answer.
+    answers = figures["answers"]
+    assert answers["v2"]["HasAns_total"] == 3 and answers["v2"]["NoAns_total"] >= 1
+    assert answers["v2"]["NoAns_exact"] == pytest.approx(100 * (1 - answers["false_answer_rate"]))
+    assert 0.0 <= answers["recall"] <= 1.0
 
 
 def test_cli_eval_reader_needs_the_rerank_mode(squad_v2_index, squad_v2, tiny_cross_encoder, tiny_reader, capsys):

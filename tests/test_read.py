@@ -144,37 +144,40 @@ def capital_reader(tmp_path_factory, minilm_path):
 @pytest.fixture(scope="module")
 def reading_pipeline(tiny_index, tiny_cross_encoder, capital_reader):
     from pipeline.qa import QAPipeline
+    from pipeline.read.answers import AnswerPolicy
 
-    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="bm25")
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="bm25")
+    qa.answer_policy = AnswerPolicy(paragraphs=3)  # read the top 3; no abstention model (the shipped one is fitted)
+    return qa
 
 
 QUESTION = "What is the capital of France?"
 
 
-def test_pipeline_reads_answerable_hits_and_picks_the_best_answer(reading_pipeline):
+def test_pipeline_reads_the_top_hits_and_picks_the_best_answer(reading_pipeline):
     result = reading_pipeline.search(QUESTION, threshold=0.0, top_k=4)
     assert all(h.answerable for h in result.hits)
-    for hit in result.hits:
+    assert [h.answer is not None for h in result.hits] == [True, True, True, False]
+    for hit in result.hits[:3]:
         check_offsets(hit.answer, hit.text)
     best = result.answer
     assert best.id == "paris" and best.text == "capital and largest city of France"
+    assert [s.id for s in best.support] == ["paris"]
     paris = next(h for h in result.hits if h.id == best.id)
     assert paris.text[best.start : best.end] == best.text
     assert result.timings["read"] >= 0 and result.settings["reader"] == reading_pipeline.reader.name
     assert result.to_dict()["answer"]["id"] == "paris"
 
 
-def test_pipeline_reads_only_answerable_hits(reading_pipeline):
-    nothing = reading_pipeline.search(QUESTION, threshold=1.0)
-    assert not nothing.answerable_hits
-    assert all(h.answer is None for h in nothing.hits) and nothing.answer is None
-    assert "read" not in nothing.timings
-    some = reading_pipeline.search(QUESTION, threshold=0.5)
-    for hit in some.hits:
-        assert (hit.answer is not None) == bool(hit.answerable)
+def test_pipeline_reads_the_top_hits_whether_or_not_they_pass_the_threshold(reading_pipeline):
+    nothing_flagged = reading_pipeline.search(QUESTION, threshold=1.0)
+    assert not nothing_flagged.answerable_hits
+    assert [h.answer is not None for h in nothing_flagged.hits[:4]] == [True, True, True, False]
+    assert nothing_flagged.answer.text == "capital and largest city of France"
+    assert "read" in nothing_flagged.timings
 
 
-def test_pipeline_without_reranker_reads_the_top_three(reading_pipeline):
+def test_pipeline_without_reranker_reads_the_top_hits(reading_pipeline):
     result = reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid")
     assert [h.answer is not None for h in result.hits] == [True, True, True, False, False]
     assert result.answer.id == "paris"
@@ -197,7 +200,7 @@ def test_cli_prints_the_answer_in_json_and_in_the_table(tiny_index, tiny_cross_e
     from pipeline.apps.cli import main
 
     common = ["search", QUESTION, "--index", str(tiny_index), "--reranker", str(tiny_cross_encoder),
-              "--reader", str(capital_reader), "--mode", "bm25", "--threshold", "0"]
+              "--reader", str(capital_reader), "--mode", "bm25", "--threshold", "0", "--no-abstain"]
     assert main(common + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["answer"]["text"] == "capital and largest city of France" and out["answer"]["id"] == "paris"

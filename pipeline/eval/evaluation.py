@@ -261,6 +261,7 @@ def evaluate(
     seconds = dict.fromkeys(modes, 0.0)
     tops: list[TopHit] = []
     predictions: dict[str, str | None] = {}
+    answerability: dict[str, float | None] = {}
     retrieval = [m for m in modes if m != "rerank"]
     if "rerank" in modes and "hybrid" not in retrieval:
         retrieval.append("hybrid")  # the reranked list continues with the hybrid ranks
@@ -281,6 +282,7 @@ def evaluate(
             seconds["rerank"] += time.perf_counter() - start
             for q, result in zip(batch, results):
                 predictions[q.id] = result.answer.text if result.answer else None
+                answerability[q.id] = result.answerability
                 rankings["rerank"][q.id] = extend_ranking(paragraph_ranking(result.hits), rankings["hybrid"][q.id])
                 tops.append(_top_hit(q, result, golds.get(q.id), qa.settings.threshold))
         bar.update(len(batch))
@@ -293,6 +295,7 @@ def evaluate(
     if read:
         logger.info("Reading the gold paragraphs (oracle)")
         reader_figures = reader_metrics(qa.reader, [q for q in kept if q.id in golds], predictions)
+        reader_figures["answers"] = answer_metrics(kept, predictions, answerability, qa.answer_policy.threshold)
     config = {
         "questions": len(kept),
         "answerable_questions": len(golds),
@@ -317,7 +320,46 @@ def reader_metrics(reader, questions: Sequence[Question], predictions: dict[str,
     for figures in (end_to_end, oracle):
         figures["exact_match"] = round(figures["exact_match"] / 100.0, 4)
         figures["f1"] = round(figures["f1"] / 100.0, 4)
-    return {"model": reader.name, "end_to_end": end_to_end, "oracle": oracle}
+    ratio = round(end_to_end["f1"] / oracle["f1"], 4) if oracle["f1"] else None
+    return {"model": reader.name, "end_to_end": end_to_end, "oracle": oracle, "end_to_end_to_oracle_f1": ratio}
+
+
+def answer_metrics(
+    questions: Sequence[Question],
+    predictions: dict[str, str | None],
+    answerability: dict[str, float | None],
+    threshold: float | None,
+) -> dict[str, Any]:
+    """Figures of the search's answer and its abstention, over answerable and (SQuAD v2.0) unanswerable questions.
+
+    ``recall``: answerable questions that got an answer; ``false_answer_rate``:
+    unanswerable ones that got one (both at the shipped threshold); ``auroc``:
+    the answerability score separating the two; ``v2``: the official v2.0
+    script's exact/f1 with HasAns_/NoAns_ splits (unanswerable questions count
+    as right when there is no answer).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.eval.squad_metrics import squad_v2_scores
+
+    scored = [q for q in questions if q.id in predictions and (q.answers or not q.answerable)]
+    if not scored:
+        return {}
+    has = [q for q in scored if q.answerable]
+    no = [q for q in scored if not q.answerable]
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "recall": sum(predictions[q.id] is not None for q in has) / len(has) if has else None,
+        "false_answer_rate": sum(predictions[q.id] is not None for q in no) / len(no) if no else None,
+        "auroc": None,
+        "v2": {k: (round(v, 2) if isinstance(v, float) else v) for k, v in squad_v2_scores(
+            [predictions[q.id] for q in scored], [list(q.answers) if q.answerable else [] for q in scored]
+        ).items()},
+    }
+    scores = [answerability.get(q.id) for q in scored]
+    if has and no and all(s is not None for s in scores):
+        out["auroc"] = float(roc_auc_score([int(q.answerable) for q in scored], scores))
+    return out
 
 
 def _top_hit(question: Question, result: SearchResult, gold: str | None, threshold: float) -> TopHit:

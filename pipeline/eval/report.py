@@ -92,6 +92,24 @@ def markdown_report(result: EvalResult) -> str:
             if isinstance(fig, dict) and "exact_match" in fig
         ]
         lines += _table(["setting", "EM", "F1", "questions"], rows)
+        if result.reader.get("end_to_end_to_oracle_f1") is not None:
+            lines += ["", f"End-to-end / oracle F1: {100 * result.reader['end_to_end_to_oracle_f1']:.1f}%"]
+        answers = result.reader.get("answers") or {}
+        if answers:
+            lines += ["", "## Answers and abstention (official SQuAD v2.0 rules)", ""]
+            v2 = answers["v2"]
+            rows = [
+                ["answerability threshold (shipped)", "-" if answers["threshold"] is None else f"{answers['threshold']:.3f}"],
+                ["recall: answerable questions with an answer", _pct(answers["recall"])],
+                ["false-answer rate: unanswerable questions with an answer", _pct(answers["false_answer_rate"])],
+                ["AUROC of answerability", "-" if answers["auroc"] is None else f"{answers['auroc']:.4f}"],
+                ["EM / F1 (all)", f"{v2['exact']:.2f} / {v2['f1']:.2f}"],
+            ]
+            for part in ("HasAns", "NoAns"):
+                if f"{part}_total" in v2:
+                    rows.append([f"{part} EM / F1 ({v2[f'{part}_total']} questions)",
+                                 f"{v2[f'{part}_exact']:.2f} / {v2[f'{part}_f1']:.2f}"])
+            lines += _table(["figure", "value"], rows)
     return "\n".join(lines) + "\n"
 
 

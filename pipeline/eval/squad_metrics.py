@@ -20,10 +20,12 @@ Example::
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, Sequence
 
 from pipeline.errors import ConfigError
+from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reader
 
 
@@ -87,3 +89,53 @@ def oracle_reader_metrics(reader: Reader, questions: Sequence[GoldQuestion], *, 
     metrics = squad_scores(predictions, [q.answers for q in scored])
     metrics.ms_per_question = round(elapsed_ms / max(len(scored), 1), 2)
     return metrics
+
+
+def _tokens(text: str) -> list[str]:
+    return normalize_answer(text).split() if text else []
+
+
+def _f1(gold: str, prediction: str) -> float:
+    gold_toks, pred_toks = _tokens(gold), _tokens(prediction)
+    if not gold_toks or not pred_toks:
+        return float(gold_toks == pred_toks)  # no answer is right only against no answer
+    common = Counter(gold_toks) & Counter(pred_toks)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_toks), same / len(gold_toks)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_v2_scores(predictions: Sequence[str | None], answers: Sequence[Sequence[str]]) -> dict[str, float | int]:
+    """SQuAD v2.0 exact match / F1 (0..100) as the official v2.0 script reports them.
+
+    ``answers[i]`` empty = unanswerable question (right only when the prediction
+    is ``None`` or empty); otherwise the maximum over gold answers, with the
+    official normalisation. Keys: ``exact``, ``f1``, ``total`` and the same
+    with ``HasAns_`` / ``NoAns_`` for the answerable / unanswerable questions.
+    (torchmetrics' SQuAD metric is v1.1 only: it has no unanswerable questions.)
+    """
+    if len(predictions) != len(answers):
+        raise ConfigError(f"{len(predictions)} predictions for {len(answers)} questions.")
+    if not predictions:
+        raise ConfigError("No questions to score.")
+    exact, f1, has = [], [], []
+    for prediction, gold in zip(predictions, answers):
+        golds = [a for a in gold if normalize_answer(a)] or [""]
+        pred = prediction or ""
+        exact.append(max(float(normalize_answer(g) == normalize_answer(pred)) for g in golds))
+        f1.append(max(_f1(g, pred) for g in golds))
+        has.append(golds != [""])
+    out: dict[str, float | int] = {
+        "exact": 100.0 * sum(exact) / len(exact),
+        "f1": 100.0 * sum(f1) / len(f1),
+        "total": len(exact),
+    }
+    for prefix, keep in (("HasAns", True), ("NoAns", False)):
+        idx = [i for i, h in enumerate(has) if h == keep]
+        if idx:
+            out[f"{prefix}_exact"] = 100.0 * sum(exact[i] for i in idx) / len(idx)
+            out[f"{prefix}_f1"] = 100.0 * sum(f1[i] for i in idx) / len(idx)
+            out[f"{prefix}_total"] = len(idx)
+    return out

@@ -21,6 +21,14 @@ spans it could have picked. It rises with the span score, so within a text the
 best span always has the highest score; across texts it says how sure the
 reader is.
 
+:meth:`Reader.spans` gives, per text, its best spans (``top`` of them) with a
+*span score* that means the same in every paragraph: start logit + end logit
+of that span alone (minus the text's null score for no-answer models), never
+normalised over the other spans of the text, so a long paragraph's many spans
+do not dilute it. A span that two overlapping windows both hold is counted
+once (at its better score). The pipeline combines these with the paragraph
+probability across paragraphs (:mod:`pipeline.read.answers`).
+
 No-answer (SQuAD 2.0-style) models: the null score of a window is the start +
 end logit at its first (CLS) token. When no-answer is on and the lowest null
 score over the windows of a text beats its best span, the reader returns
@@ -106,6 +114,58 @@ class _Best:
     window: _Window | None = None
     i: int = 0
     j: int = 0
+
+
+@dataclass
+class Span:
+    """One candidate answer span of a text: ``text == source[start:end]``.
+
+    ``score`` is start + end logit of the span, minus the text's null score
+    for a no-answer model: it does not depend on the text's other spans, so it
+    compares across texts.
+    """
+
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass
+class Reading:
+    """What the reader saw in one text: its best spans (best first) and the null score.
+
+    ``null`` is the lowest (start + end logit at [CLS]) over the text's windows
+    for a no-answer model, ``None`` for a SQuAD 1.1 model (its [CLS] was never
+    trained). Span scores are already relative to it.
+    """
+
+    spans: list[Span]
+    null: float | None = None
+
+    @property
+    def best(self) -> Span | None:
+        return self.spans[0] if self.spans else None
+
+
+def top_spans(start: np.ndarray, end: np.ndarray, max_tokens: int, top: int) -> list[tuple[float, int, int]]:
+    """The ``top`` best ``(score, i, j)``, best first, over spans ``i <= j < i + max_tokens``."""
+    n = len(start)
+    width = min(max_tokens, n)
+    scores = np.full((width, n), -np.inf, dtype=np.float64)
+    for k in range(width):
+        scores[k, : n - k] = start[: n - k] + end[k:]
+    flat = scores.ravel()
+    count = min(top, int(np.isfinite(flat).sum()))
+    if count <= 0:
+        return []
+    picked = np.argpartition(-flat, count - 1)[:count]
+    picked = picked[np.argsort(-flat[picked], kind="stable")]
+    out = []
+    for f in picked:
+        k, i = divmod(int(f), n)
+        out.append((float(flat[f]), i, i + k))
+    return out
 
 
 class Reader:
@@ -220,7 +280,51 @@ class Reader:
             answers[k] = self._answer(pairs[k][1], best[s], normaliser[s], nulls[s])
         return answers
 
+    def spans(self, pairs: Sequence[tuple[str, str]], *, top: int = 20) -> list[Reading]:
+        """Each (question, text) pair's best ``top`` spans, scored to compare across texts (see :class:`Span`).
+
+        One batched pass over all windows, like :meth:`read_pairs`. An empty
+        text gets no spans. No-answer models keep every span, even those below
+        the null score (their scores are then negative); deciding is the
+        caller's job.
+        """
+        if top < 1:
+            raise ConfigError(f"top must be a positive whole number, got {top}.")
+        readings = [Reading([], None) for _ in pairs]
+        todo = [k for k, (q, t) in enumerate(pairs) if q and q.strip() and t and t.strip()]
+        if not todo:
+            return readings
+        windows = self._windows([pairs[k][0] for k in todo], [pairs[k][1] for k in todo])
+        logits = self._logits(windows)
+        found: list[dict[tuple[int, int], float]] = [{} for _ in todo]
+        nulls: list[list[float]] = [[] for _ in todo]
+        for window, (start, end) in zip(windows, logits):
+            if window.hi < window.lo:
+                continue
+            text = pairs[todo[window.sample]][1]
+            nulls[window.sample].append(float(start[window.cls] + end[window.cls]))
+            lo, hi = window.lo, window.hi + 1
+            for score, i, j in top_spans(start[lo:hi], end[lo:hi], self.max_answer_tokens, top):
+                span = self._trim(text, int(window.offsets[lo + i][0]), int(window.offsets[lo + j][1]))
+                if span is not None and score > found[window.sample].get(span, -np.inf):
+                    found[window.sample][span] = score  # a span two windows share counts once
+        for s, k in enumerate(todo):
+            text = pairs[k][1]
+            null = min(nulls[s]) if self.allow_no_answer and nulls[s] else None
+            shift = null if null is not None else 0.0
+            best = sorted(found[s].items(), key=lambda item: -item[1])[:top]
+            readings[k] = Reading([Span(text[a:b], a, b, score - shift) for (a, b), score in best], null)
+        return readings
+
     # ------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        return (start, end) if end > start else None
 
     def _answer(self, text: str, best: _Best, normaliser: list[float], nulls: list[float]) -> Answer | None:
         if best.window is None:

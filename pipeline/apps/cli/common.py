@@ -22,6 +22,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-rerank", action="store_true", help="skip the cross-encoder")
     parser.add_argument("--reader", metavar="NAME|PATH", help=f"extractive QA model that marks the answer (default $QA_SEARCH_READER or {DEFAULT_READER})")
     parser.add_argument("--no-read", action="store_true", help="skip the reader (no answer spans)")
+    parser.add_argument("--no-abstain", action="store_true",
+                        help="always give the best candidate answer, even where the answer policy would abstain")
+    parser.add_argument("--answer-policy", metavar="PATH",
+                        help="answer policy JSON (paragraphs read, abstention model; default: the shipped one)")
     parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
     parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
     parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
@@ -50,6 +54,8 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "rerank": False if args.no_rerank else None,
         "reader": args.reader,
         "read": False if args.no_read else None,
+        "abstain": False if args.no_abstain else None,
+        "answer_policy": args.answer_policy,
         "bi_encoder": args.bi_encoder,
         "candidates": args.candidates,
         "threshold": args.threshold,

@@ -24,11 +24,18 @@ def _print_table(result) -> None:
     from rich.table import Table
 
     console = Console()
+    sure = f", answerability {result.answerability:.2f}" if result.answerability is not None else ""
     if result.answer is not None:
         a = result.answer
-        console.print(f"[bold]Answer:[/bold] [bold yellow]{escape(a.text)}[/bold yellow] [dim](span {a.score:.2f}, from {escape(a.id)})[/dim]")
+        others = f" and {len(a.support) - 1} more" if len(a.support) > 1 else ""
+        console.print(
+            f"[bold]Answer:[/bold] [bold yellow]{escape(a.text)}[/bold yellow] "
+            f"[dim](evidence {a.score:.2f}{sure}, from {escape(a.id)}{others})[/dim]"
+        )
     elif result.settings.get("reader"):
-        console.print("[dim]No answer found in the paragraphs shown.[/dim]")
+        console.print(f"[bold]No answer:[/bold] {escape(result.no_answer_reason or 'no answer found.')}")
+        if result.candidate is not None:
+            console.print(f"[dim]best candidate, not trusted: {escape(result.candidate.text)} (from {escape(result.candidate.id)})[/dim]")
     table = Table(title=f"Q: {escape(result.query)}", show_lines=True, expand=True)
     table.add_column("#", justify="right", width=3)
     table.add_column("answers?", width=9)

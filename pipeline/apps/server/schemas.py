@@ -129,7 +129,9 @@ def build_schemas(limits: Limits) -> Schemas:
         title: str
         text: str
         source_id: str = Field(description="id of the source paragraph the passage came from")
-        answerable: bool | None = Field(description="probability >= threshold; null without a reranker")
+        answerable: bool | None = Field(
+            description="probability >= threshold and the search did not abstain; null without a reranker"
+        )
         probability: float | None = Field(description="reranker probability (0..1) that the passage answers")
         scores: dict[str, float] = Field(description="score of each stage that saw it: bm25, dense, fused, rerank")
         ranks: dict[str, int] = Field(description="1-based rank at each stage")
@@ -143,7 +145,17 @@ def build_schemas(limits: Limits) -> Schemas:
             description="whether any hit answers the question; null when the reranker is off"
         )
         hits: list[HitOut] = Field(description="best first")
-        answer: BestAnswer | None = Field(None, description="the best answer span, when a reader runs")
+        answer: BestAnswer | None = Field(
+            None, description="the best answer (its strongest paragraph's span, every supporting paragraph in "
+            "support); null when no reader runs or the search abstained (see no_answer_reason)",
+        )
+        answerability: float | None = Field(
+            None, description="fitted probability (0..1) that a paragraph here answers; null without an answer policy"
+        )
+        no_answer_reason: str | None = Field(None, description="why answer is null, e.g. 'No paragraph here answers this: ...'")
+        candidate: BestAnswer | None = Field(
+            None, description="the best candidate answer, also when the search abstained (shown on request)"
+        )
         timings: dict[str, float] = Field(description="milliseconds per stage and in total")
         settings: dict[str, Any] = Field(description="the settings that produced the result")
 

@@ -139,15 +139,27 @@ def card_html(hit: Hit, position: int, question: str) -> str:
     )
 
 
-def best_answer_html(result: SearchResult) -> str:
-    answer = result.answer
+def best_answer_html(result: SearchResult, answer=None, label: str = "Answer") -> str:
+    """The best answer (or, with ``answer``, a candidate) with where it comes from and how many paragraphs agree."""
+    answer = answer or result.answer
     source = next((h for h in result.hits if h.id == answer.id), None)
     where = f"from {escape(display_title(source.title))}" if source else ""
+    if len(answer.support) > 1:
+        where += f" and {len(answer.support) - 1} more paragraph{'s' if len(answer.support) > 2 else ''}"
+    sure = f" · answerability {result.answerability:.2f}" if result.answerability is not None else ""
     return (
-        '<div class="qa-best"><div class="qa-best-label">Answer</div>'
+        f'<div class="qa-best"><div class="qa-best-label">{escape(label)}</div>'
         f'<div class="qa-best-text">{escape(answer.text)}</div>'
-        f'<div class="qa-best-src">{where} · reader score {answer.score:.2f}</div></div>'
+        f'<div class="qa-best-src">{where} · evidence {answer.score:.2f}{sure}</div></div>'
     )
+
+
+def show_abstention(result: SearchResult) -> None:
+    """Say plainly that no paragraph answers; the best candidate stays one click away."""
+    st.warning(f"**No answer.** {result.no_answer_reason}")
+    if result.candidate is not None:
+        with st.expander("Show the best candidate anyway"):
+            st.html(best_answer_html(result, result.candidate, label="Best candidate (not trusted)"))
 
 
 def timings_html(timings: dict[str, float]) -> str:
@@ -172,6 +184,8 @@ def show_result(result: SearchResult) -> None:
     question = result.query
     if result.answer is not None:
         st.html(best_answer_html(result))
+    elif result.no_answer_reason and result.candidate is not None:
+        show_abstention(result)
     if result.hits and all(h.answerable is None for h in result.hits):
         st.info("The reranker is off: paragraphs are in retrieval order and not judged as answering or not.")
         for i, hit in enumerate(result.hits, start=1):
@@ -180,10 +194,13 @@ def show_result(result: SearchResult) -> None:
     n = sum(1 for h in result.hits if h.answerable)
     if n:
         st.markdown(f"**{n} paragraph{'s' if n != 1 else ''} answer{'s' if n == 1 else ''} this question**")
-    else:
+    elif result.answer is None and result.candidate is None:
         st.warning("No paragraph in this collection answers this question.")
         if result.hits:
             st.caption("The closest paragraphs:")
+    elif result.hits:  # an answer, or an abstention said above, but no paragraph over the threshold
+        st.caption(f"No paragraph reaches the answerable threshold {result.settings.get('threshold', 0.5):.2f}; "
+                   "the closest paragraphs:")
     for i, hit in enumerate(result.hits, start=1):
         if hit.answerable:
             st.html(card_html(hit, i, question))

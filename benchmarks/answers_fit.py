@@ -1,0 +1,302 @@
+"""Fit the answer policy (pipeline/read/answer_policy.json) on tune questions; report held-out end-to-end F1.
+
+Works from the files of benchmarks/answers_collect.py (each question's hits and
+reader spans), so no model runs here:
+
+1. **Answer selection** (tune, answerable questions): a grid over the paragraphs
+   read (N), the weight of the paragraph probability and the span-score
+   temperature; end-to-end F1 (official normalisation) of the best aggregated
+   answer. The best setting is kept.
+2. **Abstention** (tune SQuAD v2.0 questions, answerable vs unanswerable):
+   scikit-learn LogisticRegression on standardised
+   :data:`pipeline.read.answers.FEATURES`, grouped cross-validation by article
+   (GroupKFold): each fold is scored by a model fitted on the other articles,
+   at the threshold where 85% of the *training* articles' answerable questions
+   keep an answer. Per fold: AUROC, false-answer rate on unanswerable
+   questions, recall on answerable ones, HasAns/NoAns EM/F1 (official v2.0
+   rules). The shipped model is then fitted on every tune question.
+3. **Held-out** (v1.1 articles 24-47): end-to-end F1 of the shipped selection
+   against the oracle (the reader on the gold paragraph) on the same questions,
+   and the previous rule (read only hits over the threshold, highest
+   probability x per-paragraph softmax share) on the same cached spans.
+
+    PYTHONPATH=$PWD nice -n 10 python benchmarks/answers_fit.py --tune benchmarks/results/answers-v2-tune.jsonl \\
+        --heldout benchmarks/results/answers-v1-heldout.jsonl --out benchmarks/results/answers_fit.json --write-policy
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.eval.squad_metrics import squad_v2_scores  # noqa: E402
+from pipeline.read.answers import (  # noqa: E402
+    DEFAULT_POLICY,
+    FEATURES,
+    AnswerPolicy,
+    aggregate,
+    answer_features,
+)
+from pipeline.read.reader import Reading, Span  # noqa: E402
+from pipeline.results import Hit  # noqa: E402
+
+KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
+GRID_N = (1, 2, 3, 4, 5)
+GRID_WEIGHT = (0.0, 0.5, 1.0, 2.0, 4.0)
+GRID_TEMPERATURE = (0.5, 1.0, 2.0, 4.0)
+
+
+def load(path: str) -> list[dict]:
+    records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in records:
+        r["hit_objs"] = [
+            Hit(id=h["id"], title="", text="", source_id=h["source_id"], answerable=None,
+                probability=h["probability"], ranks=h["ranks"])
+            for h in r["hits"]
+        ]
+        r["reading_objs"] = [Reading([Span(**s) for s in x["spans"]], x["null"]) for x in r["readings"]]
+    return records
+
+
+def choose(record: dict, policy: AnswerPolicy):
+    n = policy.paragraphs
+    candidates, _ = aggregate(record["hit_objs"][:n], record["reading_objs"][:n], policy)
+    return candidates
+
+
+def f1_of(records: list[dict], predictions: list[str | None]) -> float:
+    return squad_v2_scores(predictions, [r["answers"] for r in records])["f1"]
+
+
+def previous_rule(record: dict, threshold: float = 0.5) -> str | None:
+    """The rule before: read hits over the threshold; best = probability x the span's softmax share in its paragraph."""
+    best, value = None, -1.0
+    for hit, reading in zip(record["hit_objs"], record["reading_objs"]):
+        if hit.probability is None or hit.probability < threshold or not reading.spans:
+            continue
+        scores = np.array([s.score for s in reading.spans])
+        share = 1.0 / np.exp(scores - scores[0]).sum()
+        if hit.probability * share > value:
+            best, value = reading.spans[0].text, hit.probability * share
+    return best
+
+
+def tune_selection(records: list[dict]) -> tuple[AnswerPolicy, list[dict]]:
+    answerable = [r for r in records if r["answerable"]]
+    rows = []
+    for n, w, t in itertools.product(GRID_N, GRID_WEIGHT, GRID_TEMPERATURE):
+        policy = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
+        preds = []
+        for r in answerable:
+            c = choose(r, policy)
+            preds.append(c[0].text if c else None)
+        rows.append({"paragraphs": n, "paragraph_weight": w, "temperature": t, "f1": f1_of(answerable, preds)})
+    best = max(rows, key=lambda row: (round(row["f1"], 6), -row["paragraphs"]))
+    return AnswerPolicy(paragraphs=best["paragraphs"], paragraph_weight=best["paragraph_weight"],
+                        temperature=best["temperature"]), rows
+
+
+def features_of(records: list[dict], policy: AnswerPolicy) -> tuple[np.ndarray, list[str | None]]:
+    X, preds = [], []
+    for r in records:
+        c = choose(r, policy)
+        feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])))
+        X.append([feats[f] for f in FEATURES])
+        preds.append(c[0].text if c else None)
+    return np.array(X, dtype=float), preds
+
+
+C = 0.3  # L2 strength of the logistic regression: a few hundred questions, eight correlated features
+
+
+def fit(X: np.ndarray, y: np.ndarray):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X)
+    model = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(X), y)
+    return scaler, model
+
+
+def keep_threshold(scores: np.ndarray, y: np.ndarray) -> float:
+    """The score at which KEEP of the answerable questions (y == 1) stay at or above it."""
+    return float(np.quantile(scores[y == 1], 1.0 - KEEP))
+
+
+def judged(records, preds, scores, threshold) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.array([int(r["answerable"]) for r in records])
+    kept = scores >= threshold
+    final = [p if k else None for p, k in zip(preds, kept)]
+    v2 = squad_v2_scores(final, [r["answers"] for r in records])
+    return {
+        "questions": len(records),
+        "answerable": int(y.sum()),
+        "auroc": float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None,
+        "threshold": threshold,
+        "false_answer_rate": float(kept[y == 0].mean()) if (y == 0).any() else None,
+        "recall": float(kept[y == 1].mean()) if (y == 1).any() else None,
+        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in v2.items()},
+    }
+
+
+def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int) -> dict:
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    X, preds = features_of(records, policy)
+    y = np.array([int(r["answerable"]) for r in records])
+    groups = np.array([r["title"] for r in records])
+    out_of_fold = np.zeros(len(records))
+    per_fold = []
+    for k, (train, test) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
+        scaler, model = fit(X[train], y[train])
+        train_scores = model.predict_proba(scaler.transform(X[train]))[:, 1]
+        threshold = keep_threshold(train_scores, y[train])
+        scores = model.predict_proba(scaler.transform(X[test]))[:, 1]
+        out_of_fold[test] = scores
+        row = judged([records[i] for i in test], [preds[i] for i in test], scores, threshold)
+        row["fold"] = k
+        row["articles"] = sorted(set(groups[test]))
+        per_fold.append(row)
+    single = {}
+    for j, name in enumerate(FEATURES):
+        if len(set(X[:, j])) > 1:
+            single[name] = float(roc_auc_score(y, X[:, j]))
+    pooled = judged(records, preds, out_of_fold, float(np.mean([f["threshold"] for f in per_fold])))
+    pooled["auroc"] = float(roc_auc_score(y, out_of_fold))
+    return {"folds": per_fold, "pooled_out_of_fold": pooled, "single_feature_auroc": single,
+            "mean_fold_auroc": float(np.mean([f["auroc"] for f in per_fold if f["auroc"] is not None])),
+            "mean_fold_false_answer_rate": float(np.mean([f["false_answer_rate"] for f in per_fold])),
+            "mean_fold_recall": float(np.mean([f["recall"] for f in per_fold]))}
+
+
+def heldout_report(records: list[dict], policy: AnswerPolicy) -> dict:
+    answerable = [r for r in records if r["answerable"] and r["answers"]]
+    golds = [r["answers"] for r in answerable]
+    ours = []
+    for r in answerable:
+        c = choose(r, policy)
+        ours.append(c[0].text if c else None)
+    oracle = [r["oracle"] for r in answerable]
+    before = [previous_rule(r) for r in answerable]
+    f1 = squad_v2_scores(ours, golds)["f1"]
+    f1_oracle = squad_v2_scores(oracle, golds)["f1"]
+    f1_before = squad_v2_scores(before, golds)["f1"]
+    # For information only (the selection is chosen on tune): the same grid on these questions.
+    grid = {}
+    for n, w, t in itertools.product(GRID_N, GRID_WEIGHT, GRID_TEMPERATURE):
+        other = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
+        grid[(n, w, t)] = squad_v2_scores([(c[0].text if (c := choose(r, other)) else None) for r in answerable], golds)["f1"]
+    best_n, best_w, best_t = max(grid, key=grid.get)
+    X, _ = features_of(answerable, policy)
+    kept = None
+    if policy.abstains:
+        scores = np.array([policy.answerability(dict(zip(FEATURES, x))) for x in X])
+        kept = float((scores >= policy.threshold).mean())
+    gold_in = {n: float(np.mean([r["gold"] in {h["source_id"] for h in r["hits"][:n]} for r in answerable]))
+               for n in (1, 3, 5, 10)}
+    return {
+        "questions": len(answerable),
+        "candidates": answerable[0].get("candidates") if answerable else None,
+        "end_to_end_f1": round(f1, 2),
+        "end_to_end_em": round(squad_v2_scores(ours, golds)["exact"], 2),
+        "oracle_f1": round(f1_oracle, 2),
+        "ratio": round(f1 / f1_oracle, 4) if f1_oracle else None,
+        "previous_rule_f1": round(f1_before, 2),
+        "previous_rule_ratio": round(f1_before / f1_oracle, 4) if f1_oracle else None,
+        "gold_in_top": gold_in,
+        "answered_after_abstention": kept,
+        "heldout_grid_best": {"paragraphs": best_n, "paragraph_weight": best_w, "temperature": best_t,
+                              "f1": round(grid[(best_n, best_w, best_t)], 2)},
+        "read_top_1_only_f1": round(grid[(1, policy.paragraph_weight, policy.temperature)], 2),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune", required=True, help="answers_collect.py output on dev-v2.0-tune.json")
+    parser.add_argument("--heldout", help="answers_collect.py output on v1.1 articles 24-47")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--reader", default="minilm-l6-squad-tune-reader")
+    parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/answers_fit.json"))
+    parser.add_argument("--write-policy", action="store_true", help=f"write the fitted policy to {DEFAULT_POLICY}")
+    args = parser.parse_args(argv)
+
+    tune = load(args.tune)
+    selection, grid = tune_selection(tune)
+    print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
+          f"{len({r['title'] for r in tune})} articles")
+    best = max(grid, key=lambda row: row["f1"])
+    print(f"selection: read {selection.paragraphs}, paragraph weight {selection.paragraph_weight}, "
+          f"temperature {selection.temperature}: tune end-to-end F1 {best['f1']:.2f}")
+    cv = cross_validate(tune, selection, args.folds)
+    print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
+    for f in cv["folds"]:
+        print(f"{f['fold']:<6}{f['questions']:>6}{f['auroc']:>8.3f}{f['false_answer_rate']:>8.3f}{f['recall']:>8.3f}"
+              f"{f.get('HasAns_f1', float('nan')):>11.2f}{f.get('NoAns_f1', float('nan')):>10.2f}{f['f1']:>8.2f}")
+    p = cv["pooled_out_of_fold"]
+    print(f"{'pooled':<6}{p['questions']:>6}{p['auroc']:>8.3f}{p['false_answer_rate']:>8.3f}{p['recall']:>8.3f}"
+          f"{p.get('HasAns_f1', float('nan')):>11.2f}{p.get('NoAns_f1', float('nan')):>10.2f}{p['f1']:>8.2f}")
+    print("single-feature AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in cv["single_feature_auroc"].items()))
+
+    X, _ = features_of(tune, selection)
+    y = np.array([int(r["answerable"]) for r in tune])
+    scaler, model = fit(X, y)
+    threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
+    policy = AnswerPolicy(
+        paragraphs=selection.paragraphs,
+        paragraph_weight=selection.paragraph_weight,
+        temperature=selection.temperature,
+        features=FEATURES,
+        mean=tuple(round(float(v), 6) for v in scaler.mean_),
+        scale=tuple(round(float(v), 6) for v in scaler.scale_),
+        coef=tuple(round(float(v), 6) for v in model.coef_[0]),
+        intercept=round(float(model.intercept_[0]), 6),
+        threshold=round(threshold, 6),
+        fitted_for={"reader": args.reader, "reranker": args.reranker,
+                    "data": "SQuAD v2.0 dev questions of the tune articles (dev-v2.0-tune.json)",
+                    "questions": len(tune), "keep_answerable": KEEP},
+        figures={"cv_mean_fold_auroc": round(cv["mean_fold_auroc"], 4),
+                 "cv_pooled_auroc": round(p["auroc"], 4),
+                 "cv_mean_fold_false_answer_rate": round(cv["mean_fold_false_answer_rate"], 4),
+                 "cv_mean_fold_recall": round(cv["mean_fold_recall"], 4)},
+    )
+    report = {"selection_grid": grid, "selection": {"paragraphs": selection.paragraphs,
+              "paragraph_weight": selection.paragraph_weight, "temperature": selection.temperature},
+              "abstention_cv": cv, "policy": json.loads(json.dumps(policy.__dict__, default=dict))}
+    if args.heldout:
+        held = heldout_report(load(args.heldout), policy)
+        report["heldout"] = held
+        print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
+              f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"
+              f"  (previous rule {held['previous_rule_f1']:.2f} = {100 * held['previous_rule_ratio']:.1f}%)")
+        g = held["heldout_grid_best"]
+        print(f"(for information: the best grid point on these held-out questions reads {g['paragraphs']}, weight "
+              f"{g['paragraph_weight']}, temperature {g['temperature']}: F1 {g['f1']:.2f}; reading only the top hit: "
+              f"{held['read_top_1_only_f1']:.2f})")
+        print("gold paragraph in the top 1/3/5/10: " + " / ".join(f"{100 * v:.1f}%" for v in held["gold_in_top"].values()))
+        if held["answered_after_abstention"] is not None:
+            print(f"answerable held-out questions that keep an answer at the shipped threshold: "
+                  f"{100 * held['answered_after_abstention']:.1f}%")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+    if args.write_policy:
+        print(f"wrote {policy.save(DEFAULT_POLICY)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

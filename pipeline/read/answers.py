@@ -1,0 +1,269 @@
+"""From read paragraphs to one answer, or to "no paragraph here answers this".
+
+**Evidence.** The pipeline reads the top :attr:`AnswerPolicy.paragraphs` hits
+in the final order (whether or not they pass the answerable threshold). Every
+span the reader proposes in hit *p* (:class:`~pipeline.read.reader.Reading`)
+gets the weight
+
+    w(p, span) = paragraph_weight * log P(p) + span_score / temperature
+
+where ``P(p)`` is the hit's probability (the paragraph's probability of
+answering; 1 without a reranker) and ``span_score`` is start + end logit
+(relative to the null score for no-answer models), a number that means the
+same in every paragraph. A softmax over all spans of all read paragraphs turns
+the weights into shares of the evidence (they sum to 1 over the search).
+
+**Aggregation.** Spans whose text normalises alike (official SQuAD
+normalisation) are one answer: its score is the sum of their shares, and every
+paragraph that gives it is listed in ``support`` (its best span there and its
+share). The best answer is the one with most evidence, as open-domain QA
+systems aggregate.
+
+**Abstention.** A logistic regression (:class:`AnswerPolicy`: standardised
+features, coefficients, intercept, threshold; a small JSON file) turns
+:func:`answer_features` (the top paragraph's probability and its lead over the
+next, the best answer's share and how many read paragraphs agree on it, its
+span score, whether the reranker's top is the retriever's top) into
+``answerability``; below the policy's threshold the search abstains. The
+shipped policy (``answer_policy.json`` beside this module) was fitted by
+``benchmarks/answers_fit.py`` on SQuAD v2.0 questions of the tune articles
+with grouped cross-validation by article; it records the models it was fitted
+for and its cross-validated figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.read.normalize import normalize_answer
+from pipeline.read.reader import Reading
+from pipeline.results import Answer, BestAnswer, Hit, Support
+
+logger = logging.getLogger(__name__)
+
+#: The policy shipped with the package (fitted on the stand-in models; see the module doc).
+DEFAULT_POLICY = Path(__file__).with_name("answer_policy.json")
+
+#: Features of the abstention model, in the order its coefficients follow.
+FEATURES = (
+    "probability",
+    "probability_gap",
+    "share",
+    "agreement",
+    "span_score",
+    "answer_probability",
+    "top_agrees",
+    "answer_in_top",
+)
+
+_FLOOR = 1e-6  # probabilities are clipped here before the log
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    """How answers are chosen and when the search abstains (see the module doc)."""
+
+    paragraphs: int = 5
+    paragraph_weight: float = 1.0
+    temperature: float = 1.0
+    features: tuple[str, ...] = ()
+    mean: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+    coef: tuple[float, ...] = ()
+    intercept: float = 0.0
+    threshold: float | None = None
+    fitted_for: Mapping[str, Any] = field(default_factory=dict)
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.paragraphs, int) or self.paragraphs < 1:
+            raise ConfigError(f"The answer policy's paragraphs must be a positive whole number, got {self.paragraphs!r}.")
+        if self.temperature <= 0 or self.paragraph_weight < 0:
+            raise ConfigError("The answer policy's temperature must be > 0 and its paragraph_weight >= 0.")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ConfigError(f"Unknown answer-policy feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}.")
+        sizes = {len(self.features), len(self.mean), len(self.scale), len(self.coef)}
+        if len(sizes) != 1:
+            raise ConfigError("The answer policy needs one mean, scale and coefficient per feature.")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"The answer policy's threshold must be between 0 and 1, got {self.threshold}.")
+
+    @property
+    def abstains(self) -> bool:
+        """Whether this policy can abstain (it has a fitted model and a threshold)."""
+        return bool(self.features) and self.threshold is not None
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "AnswerPolicy":
+        """The policy in the JSON file at ``path`` (``None``: the shipped one)."""
+        path = Path(path).expanduser() if path is not None else DEFAULT_POLICY
+        if not path.is_file():
+            raise ConfigError(f"No answer policy file at {path}; fit one with benchmarks/answers_fit.py.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"The answer policy {path} is not JSON ({exc}).") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"The answer policy {path} must be a JSON object.")
+        known = {f.name for f in cls.__dataclass_fields__.values()}
+        args = {k: v for k, v in data.items() if k in known}
+        for key in ("features", "mean", "scale", "coef"):
+            args[key] = tuple(args.get(key, ()))
+        try:
+            return cls(**args)
+        except TypeError as exc:
+            raise ConfigError(f"The answer policy {path} is malformed ({exc}).") from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy as JSON (to a temporary file first, then renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        data["fitted_for"], data["figures"] = dict(self.fitted_for), dict(self.figures)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    def answerability(self, features: Mapping[str, float]) -> float | None:
+        """The fitted probability (0..1) that some read paragraph answers; ``None`` without a fitted model."""
+        if not self.features:
+            return None
+        z = self.intercept
+        for name, mean, scale, coef in zip(self.features, self.mean, self.scale, self.coef):
+            z += coef * (float(features[name]) - mean) / (scale or 1.0)
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+@dataclass
+class Candidate:
+    """One distinct (normalised) answer with the evidence for it, best paragraph first in ``support``."""
+
+    text: str
+    key: str
+    score: float
+    span_score: float
+    support: list[Support]
+
+
+@dataclass
+class Decision:
+    """The answer of one search: ``answer`` (``None`` when abstaining), the best ``candidate``, why not."""
+
+    answer: BestAnswer | None
+    candidate: BestAnswer | None
+    answerability: float | None
+    reason: str | None
+    candidates: list[Candidate]
+    hit_answers: list[Answer | None]
+
+
+def aggregate(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy) -> tuple[list[Candidate], list[Answer | None]]:
+    """Distinct answers over the read hits, most evidence first, and each hit's own best span (see the module doc)."""
+    rows: list[tuple[int, float, Any]] = []  # (hit index, weight, span)
+    for h, (hit, reading) in enumerate(zip(hits, readings)):
+        prior = 0.0 if hit.probability is None else policy.paragraph_weight * math.log(max(hit.probability, _FLOOR))
+        for span in reading.spans:
+            rows.append((h, prior + span.score / policy.temperature, span))
+    hit_answers: list[Answer | None] = [None] * len(hits)
+    if not rows:
+        return [], hit_answers
+    weights = np.array([w for _, w, _ in rows])
+    shares = np.exp(weights - weights.max())
+    shares /= shares.sum()
+    groups: dict[str, dict[int, list[tuple[float, Any]]]] = {}
+    for (h, _, span), share in zip(rows, shares):
+        key = normalize_answer(span.text) or span.text.strip().lower()
+        groups.setdefault(key, {}).setdefault(h, []).append((float(share), span))
+        best = hit_answers[h]
+        if best is None or share > best.score:
+            hit_answers[h] = Answer(span.text, span.start, span.end, float(share), float(span.score))
+    candidates = []
+    for key, by_hit in groups.items():
+        support = []
+        for h, items in by_hit.items():
+            top_share, top_span = max(items, key=lambda item: item[0])
+            support.append((sum(s for s, _ in items), top_share, h, top_span))
+        support.sort(key=lambda item: (-item[0], item[2]))
+        first = support[0][3]
+        candidates.append(
+            Candidate(
+                text=first.text,
+                key=key,
+                score=float(sum(s[0] for s in support)),
+                span_score=float(max(s[3].score for s in support)),
+                support=[Support(hits[h].id, span.start, span.end, round(total, 6)) for total, _, h, span in support],
+            )
+        )
+    candidates.sort(key=lambda c: -c.score)
+    return candidates, hit_answers
+
+
+def _retrieval_rank(hit: Hit) -> int | None:
+    for stage in ("fused", "bm25", "dense"):
+        if stage in hit.ranks:
+            return hit.ranks[stage]
+    return None
+
+
+def answer_features(hits: Sequence[Hit], candidates: Sequence[Candidate], read: int) -> dict[str, float]:
+    """The abstention model's inputs for one search (names in :data:`FEATURES`)."""
+    probs = [h.probability if h.probability is not None else 0.0 for h in hits]
+    top = candidates[0] if candidates else None
+    ids = {s.id for s in top.support} if top else set()
+    by_id = {h.id: p for h, p in zip(hits, probs)}
+    return {
+        "probability": probs[0] if probs else 0.0,
+        "probability_gap": (probs[0] - probs[1]) if len(probs) > 1 else (probs[0] if probs else 0.0),
+        "share": top.score if top else 0.0,
+        "agreement": len(top.support) / max(read, 1) if top else 0.0,
+        "span_score": top.span_score if top else 0.0,
+        "answer_probability": max((by_id.get(i, 0.0) for i in ids), default=0.0),
+        "top_agrees": 1.0 if hits and _retrieval_rank(hits[0]) == 1 else 0.0,
+        "answer_in_top": 1.0 if hits and hits[0].id in ids else 0.0,
+    }
+
+
+def best_answer_of(candidate: Candidate) -> BestAnswer:
+    """The :class:`BestAnswer` of a candidate: text and span of its strongest paragraph, every paragraph in support."""
+    first = candidate.support[0]
+    return BestAnswer(
+        text=candidate.text,
+        start=first.start,
+        end=first.end,
+        score=round(candidate.score, 6),
+        span_score=round(candidate.span_score, 4),
+        id=first.id,
+        support=list(candidate.support),
+    )
+
+
+def decide(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True) -> Decision:
+    """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer."""
+    read_hits = list(hits[: len(readings)])
+    candidates, hit_answers = aggregate(read_hits, readings, policy)
+    if not candidates:
+        reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
+        return Decision(None, None, None, reason, [], hit_answers)
+    candidate = best_answer_of(candidates[0])
+    score = policy.answerability(answer_features(hits, candidates, len(read_hits)))
+    if abstain and policy.abstains and score is not None and score < policy.threshold:
+        reason = (
+            f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
+            f"(best candidate {candidate.text!r}, from {len(candidate.support)} of {len(read_hits)} paragraphs read)."
+        )
+        return Decision(None, candidate, score, reason, candidates, hit_answers)
+    return Decision(candidate, candidate, score, None, candidates, hit_answers)

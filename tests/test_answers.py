@@ -1,0 +1,171 @@
+"""Answers that hold up: span scores comparable across paragraphs, aggregation, abstention, v2.0 metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import make_keyword_reader
+
+from pipeline.errors import ConfigError
+from pipeline.read.answers import AnswerPolicy, aggregate, answer_features, decide
+from pipeline.read.reader import Reader, Reading, Span
+from pipeline.results import Hit
+
+QUESTION = "Is Zürich a café town?"
+SHORT = "Visit Zürich — café culture, said the guide."
+FILLER = " ".join(f"Sentence number {i} talks about nothing in particular." for i in range(12))
+LONG = FILLER + " " + SHORT + " " + FILLER
+
+
+@pytest.fixture(scope="module")
+def zurich_reader(tmp_path_factory, minilm_path):
+    return make_keyword_reader(tmp_path_factory.mktemp("kw-zurich-answers"), minilm_path, "Zürich", "café")
+
+
+def test_span_scores_are_the_same_in_a_short_and_a_long_paragraph(zurich_reader):
+    reader = Reader.load(str(zurich_reader))
+    short, long = reader.spans([(QUESTION, SHORT), (QUESTION, LONG)])
+    assert short.best.text == long.best.text == "Zürich — café"
+    # start logit 4 + end logit 4, whatever else the paragraph holds
+    assert short.best.score == pytest.approx(8.0, abs=1e-3)
+    assert long.best.score == pytest.approx(short.best.score, abs=1e-3)
+    assert LONG[long.best.start : long.best.end] == "Zürich — café"
+    # The per-text softmax share (Reader.read) is diluted by the long paragraph's many spans.
+    share_short, share_long = (a.score for a in reader.read(QUESTION, [SHORT, LONG]))
+    assert share_long < share_short - 0.05
+
+
+def test_a_span_in_two_overlapping_windows_counts_once(zurich_reader):
+    reader = Reader.load(str(zurich_reader), max_length=64, stride=24)
+    text = " ".join(f"Line {i} is filler." for i in range(12)) + " " + SHORT + " " + FILLER
+    windows = reader._windows([QUESTION], [text])
+    holding = [w for w in windows if any(text[a:b] == "Zürich" for a, b in w.offsets[w.lo : w.hi + 1])]
+    assert len(holding) >= 2  # the span sits in the shared stride of two windows
+    (reading,) = reader.spans([(QUESTION, text)], top=50)
+    keys = [(s.start, s.end) for s in reading.spans]
+    assert len(keys) == len(set(keys))
+    assert [s.text for s in reading.spans].count("Zürich — café") == 1
+    assert reading.null is None  # a SQuAD 1.1 model has no null score
+
+
+def _hit(hid: str, probability: float | None, fused: int = 1) -> Hit:
+    return Hit(id=hid, title=hid, text="", source_id=hid, answerable=None if probability is None else probability >= 0.5,
+               probability=probability, ranks={"fused": fused, "rerank": 1})
+
+
+def test_identical_answers_add_up_their_evidence_across_paragraphs():
+    hits = [_hit("tesla#0", 0.6), _hit("tesla#1", 0.6), _hit("other#0", 0.6)]
+    readings = [
+        Reading([Span("1856", 10, 14, 5.0), Span("July 1856", 5, 14, 3.0)]),
+        Reading([Span("1856.", 40, 45, 5.0)]),  # normalises to the same answer
+        Reading([Span("1861", 0, 4, 5.5)]),  # the best single span
+    ]
+    policy = AnswerPolicy(paragraphs=3)
+    candidates, per_hit = aggregate(hits, readings, policy)
+    assert candidates[0].key == "1856"
+    assert [s.id for s in candidates[0].support] == ["tesla#0", "tesla#1"] or [s.id for s in candidates[0].support] == ["tesla#1", "tesla#0"]
+    assert candidates[0].score > candidates[1].score and candidates[1].key == "1861"
+    assert sum(c.score for c in candidates) == pytest.approx(1.0)
+    # each hit's own answer: its best span, with its share of the search's evidence
+    assert per_hit[2].text == "1861" and per_hit[2].score > per_hit[0].score
+    assert per_hit[0].span_score == 5.0
+    # The paragraph probability weighs in: a paragraph the reranker doubts gives less.
+    doubted = [_hit("tesla#0", 0.01), _hit("tesla#1", 0.01), _hit("other#0", 0.9)]
+    candidates, _ = aggregate(doubted, readings, policy)
+    assert candidates[0].key == "1861"
+
+
+def test_decision_lists_support_and_features_say_who_agrees():
+    hits = [_hit("a", 0.9, fused=1), _hit("b", 0.3, fused=2)]
+    readings = [Reading([Span("Paris", 0, 5, 6.0)]), Reading([Span("paris", 3, 8, 6.0)])]
+    decision = decide(hits, readings, AnswerPolicy(paragraphs=2))
+    assert decision.answer.text == "Paris" and decision.answer.id == "a"
+    assert [s.id for s in decision.answer.support] == ["a", "b"]
+    assert decision.answer.score == pytest.approx(1.0)
+    assert decision.answerability is None and decision.reason is None  # no fitted model: never abstains
+    feats = answer_features(hits, decision.candidates, 2)
+    assert feats["agreement"] == 1.0 and feats["answer_in_top"] == 1.0 and feats["top_agrees"] == 1.0
+    assert feats["probability"] == 0.9 and feats["probability_gap"] == pytest.approx(0.6)
+
+
+SPAN_POLICY = AnswerPolicy(
+    paragraphs=3, features=("span_score",), mean=(0.0,), scale=(1.0,), coef=(2.0,), intercept=-2.0, threshold=0.5
+)
+
+
+def test_policy_round_trips_through_json_and_refuses_bad_files(tmp_path):
+    path = SPAN_POLICY.save(tmp_path / "policy.json")
+    loaded = AnswerPolicy.load(path)
+    assert loaded == SPAN_POLICY and loaded.abstains
+    assert loaded.answerability({"span_score": 1.0}) == pytest.approx(0.5)
+    assert loaded.answerability({"span_score": -2.0}) < 0.01
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not JSON"):
+        AnswerPolicy.load(tmp_path / "bad.json")
+    (tmp_path / "odd.json").write_text(json.dumps({"features": ["shoe_size"], "mean": [0], "scale": [1], "coef": [1]}))
+    with pytest.raises(ConfigError, match="Unknown answer-policy feature"):
+        AnswerPolicy.load(tmp_path / "odd.json")
+    with pytest.raises(ConfigError, match="No answer policy file"):
+        AnswerPolicy.load(tmp_path / "missing.json")
+    assert AnswerPolicy.load().paragraphs >= 1  # the shipped one loads
+
+
+@pytest.fixture(scope="module")
+def squad2_reader(tmp_path_factory, minilm_path):
+    """A no-answer model known only by its name (like deepset/electra-base-squad2): no flag in its config."""
+    directory = tmp_path_factory.mktemp("hub") / "electra-base-squad2"
+    return make_keyword_reader(directory, minilm_path, "capital", "France", cls_weight=0.5)
+
+
+def test_a_squad2_reader_by_name_drives_abstention(squad2_reader, tiny_index, tiny_cross_encoder):
+    from pipeline.qa import QAPipeline
+
+    reader = Reader.load(str(squad2_reader))
+    assert reader.allow_no_answer  # from the name alone
+    (answered, unanswerable) = reader.spans(
+        [("capital?", "Paris is the capital and largest city of France."), ("capital?", "Berlin has many museums.")]
+    )
+    assert answered.null == pytest.approx(4.0, abs=1e-3)  # [CLS] start + end logit
+    assert answered.best.text == "capital and largest city of France"
+    assert answered.best.score == pytest.approx(8.0 - 4.0, abs=1e-3)  # span score relative to the null score
+    assert unanswerable.best.score == pytest.approx(-4.0, abs=1e-3)  # every span is below the null score
+
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(squad2_reader), mode="bm25",
+                         answer_policy=None)
+    qa.answer_policy = SPAN_POLICY
+    ok = qa.search("What is the capital of France?", threshold=0.0)
+    assert ok.answer is not None and ok.answer.text == "capital and largest city of France"
+    assert ok.no_answer_reason is None and ok.answerability > 0.5
+    # A generated unanswerable question: no paragraph read holds both words the reader answers with, so no span
+    # beats the null score by the policy's margin ("capital of Spain" at best, level with the null score).
+    none = qa.search("Which river flows through Vienna?", threshold=0.0)
+    assert none.answer is None and none.answerability < 0.5
+    assert none.no_answer_reason.startswith("No paragraph here answers this")
+    assert none.candidate is not None  # still viewable on request
+    assert not any(h.answerable for h in none.hits)
+    shown = none.to_dict()
+    assert shown["answer"] is None and shown["no_answer_reason"] and shown["candidate"]["text"]
+    forced = qa.search("Which river flows through Vienna?", threshold=0.0, abstain=False)
+    assert forced.answer is not None and forced.answer.text == none.candidate.text
+
+
+# --------------------------------------------------------------------------- SQuAD v2.0 metrics
+
+
+def test_v2_metrics_match_hand_computed_values():
+    from pipeline.eval.squad_metrics import squad_v2_scores
+
+    predictions = ["Denver Broncos", "the Panthers", None, "1856", None]
+    answers = [["Denver Broncos"], ["Carolina Panthers"], ["50"], [], []]
+    out = squad_v2_scores(predictions, answers)
+    # HasAns: EM 1, 0, 0 ; F1 1, 2*(1/1)*(1/2)/(1.5)=2/3, 0
+    assert out["HasAns_total"] == 3 and out["NoAns_total"] == 2
+    assert out["HasAns_exact"] == pytest.approx(100 / 3, abs=1e-6)
+    assert out["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 3, abs=1e-6)
+    # NoAns: "1856" is a false answer (0), the abstention is right (1)
+    assert out["NoAns_exact"] == pytest.approx(50.0) and out["NoAns_f1"] == pytest.approx(50.0)
+    assert out["exact"] == pytest.approx(100 * 2 / 5) and out["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1) / 5)
+    assert out["total"] == 5
+    with pytest.raises(ConfigError, match="2 predictions for 1 questions"):
+        squad_v2_scores(["a", "b"], [["a"]])

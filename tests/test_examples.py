@@ -1,0 +1,70 @@
+"""The UI's example questions get the answer their top paragraph gives (real stand-in models, SQuAD paragraphs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.apps.ui.page import SQUAD_EXAMPLES
+from pipeline.read.normalize import normalize_answer
+
+TESLA = "In what year was Nikola Tesla born?"
+CHLOROPLAST = "What is the primary purpose of chloroplasts?"
+
+
+@pytest.fixture(scope="module")
+def examples_index(tmp_path_factory, squad_dev_path, minilm_path):
+    """An index of every SQuAD dev article an example question of the UI comes from (about 360 paragraphs)."""
+    from pipeline.index import build_index
+
+    titles = {gold.split("#")[0] for gold in SQUAD_EXAMPLES.values()}
+    data = json.loads(squad_dev_path.read_text(encoding="utf-8"))["data"]
+    corpus = tmp_path_factory.mktemp("squad-examples") / "examples.json"
+    corpus.write_text(json.dumps({"version": "1.1", "data": [a for a in data if a["title"] in titles]}), encoding="utf-8")
+    out = corpus.parent / "index"
+    build_index(corpus, out, bi_encoder=str(minilm_path), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def answered(examples_index, standin_reranker, standin_reader):
+    """Every example the UI offers on that index, searched with the shipped settings: (pipeline, {question: result})."""
+    from pipeline.apps.ui.page import examples_for
+    from pipeline.qa import QAPipeline
+
+    qa = QAPipeline.load(examples_index, reranker=str(standin_reranker), reader=str(standin_reader))
+    examples = examples_for(qa)
+    assert sorted(examples) == sorted(SQUAD_EXAMPLES)
+    return qa, dict(zip(examples, qa.search_many(examples)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "question",
+    [
+        pytest.param(
+            q,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the blended order puts Chloroplast#5 first (reranker probability 0.61, below the next "
+                "paragraphs'), whose best span (score 4.8) is far weaker than theirs (8.1-8.3); the gold paragraph "
+                "#0 is not in the top 5. Needs the ranking policy's order by paragraph probability (issue 15).",
+            ),
+        )
+        if q == CHLOROPLAST
+        else q
+        for q in SQUAD_EXAMPLES
+    ],
+)
+def test_every_ui_example_gets_the_answer_its_top_paragraph_gives(answered, question):
+    qa, results = answered
+    result = results[question]
+    assert result.answer is not None, result.no_answer_reason
+    top = result.hits[0]
+    (reading,) = qa.reader.spans([(question, top.text)], top=1)
+    assert normalize_answer(result.answer.text) == normalize_answer(reading.best.text)
+    assert top.id in [s.id for s in result.answer.support]
+    if question == TESLA:
+        assert top.source_id.startswith("Nikola_Tesla#")
+        assert result.answer.text == "1856"  # not 1861, the year of a later paragraph
