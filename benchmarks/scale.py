@@ -175,11 +175,14 @@ def pct(values: list[float]) -> dict:
 
 
 def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, old_up_to: int) -> None:
+    from pipeline.config import SearchSettings
     from pipeline.eval.questions import load_questions, sample_questions
     from pipeline.index import SearchIndex
     from pipeline.index.bm25 import BM25Index
     from pipeline.qa import QAPipeline
     from pipeline.retrieve import Retriever
+
+    HYBRID = SearchSettings(mode="hybrid")
 
     questions = [q.text for q in sample_questions(load_questions(questions_path, "24-47"), n_questions, seed=0)]
     base = rss_mb()
@@ -194,7 +197,7 @@ def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, o
     bm25 = qa.index.bm25
     times: dict[str, list[float]] = {k: [] for k in ("bm25", "bm25s_direct", "encode", "dense_search", "hybrid")}
     for q in questions + [SUPER_BOWL]:  # warm-up pass
-        retriever.retrieve(q, mode="hybrid", k=50)
+        retriever.retrieve(q, 50, HYBRID)
     for q in questions:
         t = time.perf_counter()
         bm25.search(q, 50)
@@ -211,11 +214,11 @@ def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, o
         qa.index.dense.search(vec, 50)
         times["dense_search"].append((time.perf_counter() - t) * 1000)
         t = time.perf_counter()
-        retriever.retrieve(q, mode="hybrid", k=50)
+        retriever.retrieve(q, 50, HYBRID)
         times["hybrid"].append((time.perf_counter() - t) * 1000)
     tops = {}
     for mode in ("bm25", "dense", "hybrid"):
-        cands, _ = retriever.retrieve(SUPER_BOWL, mode=mode, k=10)
+        cands = retriever.retrieve(SUPER_BOWL, 10, SearchSettings(mode=mode)).candidates
         tops[mode] = qa.index.passages[cands[0].position].id
     hit = qa.search(SUPER_BOWL, top_k=3)
     tops["reranked"] = hit.hits[0].id if hit.hits else None

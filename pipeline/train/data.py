@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from pipeline.config import SearchSettings
 from pipeline.corpus import clean_text
 from pipeline.errors import CorpusError
 from pipeline.eval.evaluation import gold_paragraphs
@@ -31,6 +32,10 @@ from pipeline.eval.questions import load_questions
 from pipeline.index import SearchIndex
 from pipeline.models.encoder import BiEncoder
 from pipeline.retrieve import Retriever
+
+#: Negatives are mined from each first-stage list on its own.
+BM25_ONLY = SearchSettings(mode="bm25")
+DENSE_ONLY = SearchSettings(mode="dense")
 
 logger = logging.getLogger(__name__)
 
@@ -221,9 +226,10 @@ def mine_negatives(
     for start in range(0, len(questions), batch_size):
         batch = questions[start : start + batch_size]
         texts = [q.text for q in batch]
-        bm25_lists = retriever.retrieve_many(texts, mode="bm25", k=depth) if bm25 else [([], {})] * len(batch)
-        dense_lists = retriever.retrieve_many(texts, mode="dense", k=depth) if dense else [([], {})] * len(batch)
-        for q, (b_cands, _), (d_cands, _) in zip(batch, bm25_lists, dense_lists):
+        none = [[] for _ in batch]
+        b_lists = [r.candidates for r in retriever.retrieve_many(texts, depth, BM25_ONLY)] if bm25 else none
+        d_lists = [r.candidates for r in retriever.retrieve_many(texts, depth, DENSE_ONLY)] if dense else none
+        for q, b_cands, d_cands in zip(batch, b_lists, d_lists):
             skip = {index.passages[i].source_id for i in _positions(index, q.positives)} | set(q.positives)
             skip |= {index.passages[i].source_id for i in _positions(index, q.negatives)}
             mined_b = _first_new((c.position for c in b_cands), index, skip, bm25) if bm25 else []

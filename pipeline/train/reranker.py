@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipeline.config import DEFAULT_BI_ENCODER
+from pipeline.config import DEFAULT_BI_ENCODER, SearchSettings
 from pipeline.eval.evaluation import retrieval_metrics
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BASE = DEFAULT_BI_ENCODER  # sentence-transformers/all-MiniLM-L6-v2, shipped on PyPI
 METRICS = ("mrr@10", "recall@1", "recall@5")
+
+#: The baseline order the card reports against: hybrid retrieval fused by RRF.
+HYBRID_RRF = SearchSettings(mode="hybrid", fusion="rrf")
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def rankings(
     retriever = Retriever(index, encoder)
     out: dict[str, dict[str, list[str]]] = {"hybrid": {}, **{name: {} for name in scorers}}
     for q in tqdm(answerable, desc=desc, unit="question", disable=not progress):
-        (cands, _), = retriever.retrieve_many([q.text], mode="hybrid", k=candidates, fusion="rrf")
+        cands = retriever.retrieve(q.text, candidates, HYBRID_RRF).candidates
         passages = [index.passages[c.position] for c in cands]
         out["hybrid"][q.id] = list(dict.fromkeys(p.source_id for p in passages))
         for name, score in scorers.items():

@@ -120,6 +120,9 @@ def build_schemas(limits: Limits) -> Schemas:
             None, ge=0.0, le=1.0, allow_inf_nan=False,
             description="probability at which a passage counts as answering (default 0.5)",
         )
+        abstain: bool | None = Field(
+            None, description="false: always return the best answer, even where the answer policy would abstain",
+        )
 
     class HitOut(BaseModel):
         """One passage, as the Python API's ``Hit.to_dict()`` gives it."""
