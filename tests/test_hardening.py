@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from pipeline.rerank.score_cache import ScoreCache
@@ -54,3 +55,62 @@ def test_score_cache_survives_concurrent_get_and_put():
     assert not errors, f"{type(errors[0]).__name__}: {errors[0]}"
     assert len(cache) <= 2
     assert cache.stats.hits + cache.stats.misses == 8 * rounds
+
+
+# --------------------------------------------------------------------------- 8: requests sharing a batch
+
+QUESTION = "How many people live in Berlin?"
+REQUEST_A = ["Berlin has 3.5 million people.", "The Nile flows north through Egypt.", "Paris is the capital of France."]
+REQUEST_B = ["Berlin is a city of 3.7 million inhabitants in Germany, its capital and largest city.",
+             "Mount Everest is the highest mountain.", "Berlin " * 40]
+
+
+def _clear_caches(reranker):
+    for part in (reranker, getattr(reranker, "first", None), getattr(reranker, "main", None)):
+        if getattr(part, "cache", None) is not None:
+            part.cache.clear()
+
+
+def _alone_and_shared(reranker, items):
+    """Each request's scores when scored alone, and when all share one call (caches emptied before each)."""
+    from pipeline.apps.server.service import score_batch
+
+    _clear_caches(reranker)
+    shared = [scores for scores, _ in score_batch(reranker, items)]
+    alone = []
+    for item in items:
+        _clear_caches(reranker)
+        alone.append(score_batch(reranker, [item])[0][0])
+    return alone, shared
+
+
+def test_cascade_keeps_each_requests_own_top_k_when_batched(tiny_cross_encoder, tiny_electra_cross_encoder):
+    """Two clients asking the same question in one micro-batch: each gets the scores it gets alone (before,
+    the cascade kept the question's best ``keep`` across both, capping the other client's pairs)."""
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
+
+    first = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    main = Reranker.load(str(tiny_electra_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    cascade = Cascade(first, main, keep=1)
+    items = [[(QUESTION, p) for p in REQUEST_A], [(QUESTION, p) for p in REQUEST_B]]
+    alone, shared = _alone_and_shared(cascade, items)
+    for mine, together in zip(alone, shared):
+        np.testing.assert_allclose(together, mine, atol=1e-6)
+    # Each request's own best first-stage pair got the main reranker's score.
+    for item, scores in zip(items, shared):
+        best = int(np.argmax(first.score_pairs(item)))
+        np.testing.assert_allclose(scores[best], main.score_pairs([item[best]])[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("cache_size", [0, 100])
+def test_int8_scores_do_not_depend_on_who_shares_the_batch(tiny_cross_encoder, tmp_path, cache_size):
+    """int8 quantises activations with one scale per model batch: pairs of different requests never share one."""
+    from pipeline.rerank.reranker import Reranker
+
+    int8 = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="onnx-int8", cache_dir=tmp_path,
+                         progress=False, cache_size=cache_size)
+    items = [[(QUESTION, p) for p in REQUEST_A], [(QUESTION, p) for p in REQUEST_B]]
+    alone, shared = _alone_and_shared(int8, items)
+    for mine, together in zip(alone, shared):
+        np.testing.assert_array_equal(together, mine)

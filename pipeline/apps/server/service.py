@@ -47,9 +47,13 @@ def pair_tokens(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> list[in
 
 
 def score_batch(reranker: Reranker, items: Sequence[Sequence[tuple[str, str]]]) -> list[tuple[np.ndarray, int | None]]:
-    """Scores several requests' pairs in one model call: ``(probabilities, tokens)`` per request."""
+    """Scores several requests' pairs in one model call: ``(probabilities, tokens)`` per request.
+
+    Each request is its own group: its scores are the ones it would get alone (see ``Cascade.score_pairs``).
+    """
     flat = [pair for item in items for pair in item]
-    scores = np.asarray(reranker.score_pairs(flat), dtype=np.float64)
+    groups = [n for n, item in enumerate(items) for _ in item]
+    scores = np.asarray(reranker.score_pairs(flat, groups), dtype=np.float64)
     tokens = pair_tokens(reranker, flat)
     out, offset = [], 0
     for item in items:
