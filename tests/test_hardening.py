@@ -114,3 +114,44 @@ def test_int8_scores_do_not_depend_on_who_shares_the_batch(tiny_cross_encoder, t
     alone, shared = _alone_and_shared(int8, items)
     for mine, together in zip(alone, shared):
         np.testing.assert_array_equal(together, mine)
+
+
+# --------------------------------------------------------------------------- 10: server paths never reach clients
+
+
+def test_cascade_description_and_public_names_hide_server_paths(tiny_cross_encoder, tiny_electra_cross_encoder, tmp_path):
+    from pipeline.apps.server.service import public_name
+    from pipeline.models.resolve import display_name
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
+
+    first = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    main = Reranker.load(str(tiny_electra_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    described = Cascade(first, main, keep=2).describe()
+    assert described == f"{tiny_cross_encoder.name} torch -> top 2 torch"
+    assert str(tiny_cross_encoder.parent) not in described
+    # A path that does not exist (any more) on the server is still a path.
+    assert public_name("/srv/models/private-reranker") == "private-reranker"
+    assert public_name("./models/private-reranker") == "private-reranker"
+    assert public_name(str(tmp_path)) == tmp_path.name
+    assert display_name("cross-encoder/qnli-electra-base") == "cross-encoder/qnli-electra-base"
+
+
+def test_search_response_names_no_server_path(tiny_index, tiny_cross_encoder, tiny_electra_cross_encoder):
+    from fastapi.testclient import TestClient
+
+    from pipeline.apps.server import ServerSettings, create_app
+    from pipeline.qa import QAPipeline
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
+
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_electra_cross_encoder), read=False, device="cpu",
+                         rerank_backend="torch")
+    first = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch")
+    qa.reranker = Cascade(first, qa.reranker, keep=2)
+    with TestClient(create_app(qa, settings=ServerSettings())) as client:
+        response = client.post("/v1/search", json={"query": "What is the capital of Germany?"})
+    assert response.status_code == 200
+    for secret in (tiny_index.parent, tiny_cross_encoder.parent, tiny_electra_cross_encoder.parent):
+        assert str(secret) not in response.text
+    assert response.json()["settings"]["rerank_backend"] == f"{tiny_cross_encoder.name} torch -> top 2 torch"

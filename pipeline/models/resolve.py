@@ -63,6 +63,22 @@ def canonical_name(name: str) -> str:
     return ALIASES.get(name.strip().lower(), name.strip())
 
 
+def looks_like_path(name: str) -> bool:
+    """Whether ``name`` names a local path rather than a Hub id (``org/model``)."""
+    name = str(name).strip()
+    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
+
+
+def display_name(name: str) -> str:
+    """A model or index name safe to show to others: a Hub id as it is, a local path only as its last part.
+
+    Search results, the HTTP API and the web page show this, never where the server keeps its files.
+    """
+    name = str(name).strip()
+    if not looks_like_path(name):
+        return name
+    return Path(name.replace("\\", "/")).name or name
+
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"} or os.environ.get(

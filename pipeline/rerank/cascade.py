@@ -22,6 +22,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.models.resolve import display_name
 from pipeline.rerank.reranker import Reranker
 
 
@@ -46,7 +47,9 @@ class Cascade:
 
     def describe(self) -> str:
         """How the scores are made, e.g. ``onnx-int8 -> top 3 onnx`` (recorded in search results)."""
-        first = self.first.describe() if self.first.name == self.main.name else f"{self.first.name} {self.first.describe()}"
+        # Recorded in every result (and sent to API clients): a local path shows only its last part.
+        same = self.first.name == self.main.name
+        first = self.first.describe() if same else f"{display_name(self.first.name)} {self.first.describe()}"
         return f"{first} -> top {self.keep} {self.main.describe()}"
 
     @property

@@ -8,7 +8,6 @@ that arrive together share one model call (``batching``; switch off to compare).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable, Hashable, Mapping, Sequence, Union
 
 import numpy as np
@@ -16,6 +15,7 @@ from fastapi import HTTPException
 
 from pipeline.apps.server.settings import ServerSettings
 from pipeline.errors import ConfigError, QASearchError
+from pipeline.models.resolve import display_name
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import MicroBatcher
 from pipeline.rerank.reranker import Reranker
@@ -27,8 +27,8 @@ RerankerSource = Union[Mapping[str, Reranker], Callable[[], Mapping[str, Reranke
 
 
 def public_name(name: str) -> str:
-    """A model or index name safe to show clients: a local path becomes its last part."""
-    return Path(name).name if Path(name).exists() else name
+    """A model or index name safe to show clients: a local path (existing or not) becomes its last part."""
+    return display_name(name)
 
 
 def pair_tokens(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> list[int] | None:
