@@ -155,10 +155,13 @@ class QAPipeline:
         config = PipelineConfig.from_env(**settings) if config is None else config.replace(**settings)
         load = config.load
         search_index = SearchIndex.load(index)
+        # A bi-encoder named by the index (someone else's file) is never downloaded and never runs code.
+        chosen = bool(load.bi_encoder)
         encoder = BiEncoder.load(
             load.bi_encoder or search_index.manifest.bi_encoder["name"],
             device=load.device,
-            trust_remote_code=load.trust_remote_code,
+            trust_remote_code=load.trust_remote_code and chosen,
+            allow_download=chosen,
         )
         search_index.check_encoder(encoder)
         reranker = load_reranker(load) if load.rerank else None

@@ -155,3 +155,76 @@ def test_search_response_names_no_server_path(tiny_index, tiny_cross_encoder, ti
     for secret in (tiny_index.parent, tiny_cross_encoder.parent, tiny_electra_cross_encoder.parent):
         assert str(secret) not in response.text
     assert response.json()["settings"]["rerank_backend"] == f"{tiny_cross_encoder.name} torch -> top 2 torch"
+
+
+# --------------------------------------------------------------------------- 4: opening someone else's index
+
+
+def _crafted_index(tmp_path, tiny_index, bi_encoder_name: str):
+    import json
+    import shutil
+
+    index = tmp_path / "sent-index"
+    shutil.copytree(tiny_index, index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["bi_encoder"]["name"] = bi_encoder_name
+    manifest["bi_encoder"]["trust_remote_code"] = True  # a manifest has no say in this
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    return index
+
+
+def test_an_index_never_makes_its_bi_encoder_download(tmp_path, tiny_index, monkeypatch):
+    import pipeline.models.resolve as resolve
+    from pipeline.errors import ModelNotFoundError
+    from pipeline.qa import QAPipeline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    asked = []
+    monkeypatch.setattr(resolve, "_from_hub", lambda repo_id: asked.append(repo_id))
+    index = _crafted_index(tmp_path, tiny_index, "attacker/forty-gigabyte-model")
+    with pytest.raises(ModelNotFoundError, match="never downloads"):
+        QAPipeline.load(index, rerank=False, read=False, device="cpu")
+    assert asked == []
+
+
+def test_an_index_naming_a_model_with_custom_code_runs_none_of_it(tmp_path, tiny_index, tiny_bi_encoder):
+    """Even with trust_remote_code on for the operator's own models, the index's bi-encoder gets it off."""
+    import json
+    import shutil
+
+    from pipeline.errors import QASearchError
+    from pipeline.qa import QAPipeline
+
+    model = tmp_path / "evil-model"
+    shutil.copytree(tiny_bi_encoder, model)
+    ran = tmp_path / "code-ran"
+    (model / "evil_st.py").write_text(f"open({str(ran)!r}, 'w').write('pwned')\nclass Evil:\n    pass\n")
+    modules = json.loads((model / "modules.json").read_text())
+    modules[0]["type"] = "evil_st.Evil"
+    (model / "modules.json").write_text(json.dumps(modules))
+    index = _crafted_index(tmp_path, tiny_index, str(model))
+    with pytest.raises(QASearchError, match="custom code"):
+        QAPipeline.load(index, rerank=False, read=False, device="cpu", trust_remote_code=True)
+    assert not ran.exists()
+
+
+def test_version_floors_make_opening_an_index_run_no_code():
+    """sentence-transformers < 6 imports a local model's custom module classes whatever trust_remote_code
+    says; torch < 2.6 unpickles weights with weights_only=False by default."""
+    import re
+    import tomllib
+
+    from packaging.version import Version
+
+    from conftest import REPO
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {}
+    for dep in deps:
+        m = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([0-9.]+)", dep)
+        if m:
+            floors[m.group(1).lower()] = Version(m.group(2))
+    assert floors["sentence-transformers"] >= Version("6.0")
+    assert floors["torch"] >= Version("2.6")
+    assert floors["transformers"] >= Version("5.0")

@@ -139,9 +139,11 @@ def add_to_index(
     started = time.perf_counter()
     current = SearchIndex.load(index)
     manifest = current.manifest
+    chosen = bi_encoder is not None
     if bi_encoder is None:
         bi_encoder = manifest.bi_encoder["name"]
-    encoder = bi_encoder if isinstance(bi_encoder, BiEncoder) else BiEncoder.load(bi_encoder, device=device)
+    encoder = bi_encoder if isinstance(bi_encoder, BiEncoder) else BiEncoder.load(
+        bi_encoder, device=device, allow_download=chosen)  # the manifest's name: never downloaded
     current.check_encoder(encoder)
     bar = (lambda files: tqdm(files, desc="Reading corpus", unit="file")) if progress else None
     corpus_data = load_corpus(

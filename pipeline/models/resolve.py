@@ -118,8 +118,11 @@ def _from_hub(repo_id: str) -> str | None:
         return None
 
 
-def resolve_model(name: str, *, role: str = "model") -> ResolvedModel:
+def resolve_model(name: str, *, role: str = "model", allow_download: bool = True) -> ResolvedModel:
     """Find the files of model ``name`` (a Hub id, an alias or a local path).
+
+    ``allow_download=False`` stops at step 3: a model named by someone else (an index's manifest) is taken
+    from this machine or not at all, never fetched from the Hub.
 
     Raises:
         ModelNotFoundError: nothing on this machine holds the model and the Hub
@@ -142,6 +145,11 @@ def resolve_model(name: str, *, role: str = "model") -> ResolvedModel:
         if path:
             logger.info("Using %s %s from %s (%s)", role, repo_id, path, source)
             return ResolvedModel(name, path, source)
+    if not allow_download:
+        raise ModelNotFoundError(
+            f"The {role} model '{repo_id}' named by the index is not on this machine, and opening an index never "
+            f"downloads a model: download it yourself if you trust it, or pass {how} pointing at a local copy."
+        )
     if not _offline():
         path = _from_hub(repo_id)
         if path:
