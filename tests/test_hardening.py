@@ -228,3 +228,76 @@ def test_version_floors_make_opening_an_index_run_no_code():
     assert floors["sentence-transformers"] >= Version("6.0")
     assert floors["torch"] >= Version("2.6")
     assert floors["transformers"] >= Version("5.0")
+
+
+# --------------------------------------------------------------------------- 6: the ONNX export cache
+
+
+def test_export_cache_key_follows_content_not_size_and_mtime(tiny_cross_encoder, tmp_path):
+    import os
+    import shutil
+
+    import pipeline.rerank.onnx_export as onnx_export
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder, copy)
+    before = onnx_export.cache_key(copy, "fp32")
+    weights = next(p for p in copy.iterdir() if p.suffix in (".safetensors", ".bin"))
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, and the modification time is put back: a swapped file
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert onnx_export.cache_key(copy, "fp32") != before
+
+
+def test_export_cache_key_follows_library_versions(tiny_cross_encoder, monkeypatch):
+    import pipeline.rerank.onnx_export as onnx_export
+
+    before = onnx_export.cache_key(tiny_cross_encoder, "int8")
+    real = onnx_export.export_versions()
+    monkeypatch.setattr(onnx_export, "export_versions", lambda: {**real, "onnxruntime": "0.0.1"})
+    assert onnx_export.cache_key(tiny_cross_encoder, "int8") != before
+
+
+def test_export_cache_dir_is_owner_only_and_a_shared_one_is_refused(tiny_cross_encoder, tmp_path):
+    import stat
+
+    import pipeline.rerank.onnx_export as onnx_export
+    from pipeline.errors import ConfigError
+
+    fresh = tmp_path / "fresh" / "onnx"
+    onnx_export.onnx_model_file(tiny_cross_encoder, "fp32", cache_dir=fresh, progress=False)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone on the machine could plant an "export" here
+    with pytest.raises(ConfigError, match="chmod 700"):
+        onnx_export.onnx_model_file(tiny_cross_encoder, "fp32", cache_dir=shared, progress=False)
+    assert list(shared.iterdir()) == []
+
+
+def test_a_racing_export_never_replaces_an_entry_in_use(tiny_cross_encoder, tmp_path, monkeypatch):
+    """Two processes find no entry and both export; the second to finish keeps the first's entry (which may
+    already be open in an ONNX Runtime session) instead of deleting it."""
+    import pipeline.rerank.onnx_export as onnx_export
+
+    import os
+
+    path = onnx_export.onnx_model_file(tiny_cross_encoder, "fp32", cache_dir=tmp_path, progress=False)
+    in_use = os.open(path, os.O_RDONLY)  # as an ONNX Runtime session loading it holds it
+    real_valid = onnx_export._valid
+    looked = []
+
+    def first_look_misses(entry):
+        looked.append(entry)
+        return False if len(looked) == 1 else real_valid(entry)  # it looked before the first entry was in place
+
+    monkeypatch.setattr(onnx_export, "_valid", first_look_misses)
+    try:
+        again = onnx_export.onnx_model_file(tiny_cross_encoder, "fp32", cache_dir=tmp_path, progress=False)
+        assert os.fstat(in_use).st_nlink == 1  # still the entry's file, not deleted under its reader
+    finally:
+        os.close(in_use)
+    assert again == path and len(looked) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [path.parent.name]  # nothing left behind
