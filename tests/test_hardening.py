@@ -351,3 +351,195 @@ def test_a_hub_download_fetches_only_the_files_a_model_needs(monkeypatch):
     monkeypatch.setenv("QA_SEARCH_MAX_DOWNLOAD_BYTES", "1000000000")
     assert resolve._from_hub("acme/fine") == "/x"
     assert calls == [("acme/fine", sorted(chosen))]
+
+
+# --------------------------------------------------------------------------- 2: the UI's shared, bounded resources
+
+
+def test_resource_pool_loads_each_key_once_under_concurrency_and_stays_bounded():
+    from pipeline.apps.ui.resources import ResourcePool
+
+    pool = ResourcePool("model", capacity=2)
+    started = threading.Barrier(6)
+    loads = []
+
+    def load(key):
+        loads.append(key)
+        time.sleep(0.05)
+        return f"model {key}"
+
+    def ask():
+        started.wait()
+        assert pool.get("a", lambda: load("a")) == "model a"
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == ["a"]
+    pool.get("b", lambda: load("b"))
+    pool.get("a", lambda: load("a"))  # used: "b" is now the least recent
+    pool.get("c", lambda: load("c"))
+    assert list(pool) == ["a", "c"] and loads == ["a", "b", "c"]
+
+
+def test_search_gate_bounds_concurrent_searches():
+    from pipeline.apps.ui.resources import SearchGate
+
+    gate = SearchGate(limit=2, wait_s=0.05)
+    assert gate.enter() and gate.enter()
+    assert not gate.enter()  # a third visitor is told to retry
+    gate.leave()
+    assert gate.enter()
+
+
+# --------------------------------------------------------------------------- 1, 2, 3, 10: the web page for strangers
+
+
+def _page(monkeypatch, index, reranker, reader, **env):
+    from test_app import start
+
+    for name in [n for n in __import__("os").environ if n.startswith("QA_SEARCH_UI_")]:
+        monkeypatch.delenv(name)
+    return start(monkeypatch, index, reranker, reader, **env)
+
+
+def _everything_shown(at) -> str:
+    parts = []
+    for kind in ("caption", "markdown", "error", "warning", "info", "html", "text_input", "selectbox"):
+        for element in getattr(at, kind):
+            if kind == "selectbox":  # its value stays on the server; the browser gets the option labels
+                parts.extend(str(o) for o in element.options)
+            else:
+                parts.append(str(getattr(element, "value", "")))
+    return "\n".join(parts)
+
+
+def test_page_offers_the_operators_models_only_and_shows_no_server_path(
+        monkeypatch, tiny_index, tiny_cross_encoder, tiny_electra_cross_encoder, tiny_reader):
+    at = _page(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader,
+               QA_SEARCH_UI_RERANKERS=f"{tiny_cross_encoder},{tiny_electra_cross_encoder}")
+    assert not [t for t in at.text_input if t.key in ("reranker", "reader", "reranker_free", "reader_free")]
+    assert at.selectbox(key="reranker").options == [tiny_cross_encoder.name, tiny_electra_cross_encoder.name]
+    shown = _everything_shown(at)
+    for secret in (tiny_cross_encoder.parent, tiny_reader.parent, tiny_index.parent):
+        assert str(secret) not in shown
+    assert f"reranker {tiny_cross_encoder.name}" in shown.replace("\\", "")
+
+
+def test_page_free_text_takes_only_a_hub_id(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader):
+    at = _page(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_UI_FREE_TEXT="1")
+    typed = at.text_input(key="reranker_free")
+    assert typed.max_chars == 96
+    typed.set_value("/root/.ssh").run()
+    assert not at.exception and not at.error
+    assert any("Only a Hugging Face model id" in c.value for c in at.caption)
+
+
+def test_page_toggles_share_one_loaded_index(monkeypatch, tmp_path, tiny_index, tiny_cross_encoder, tiny_reader):
+    import shutil
+
+    from pipeline.index.search_index import SearchIndex
+
+    index = tmp_path / "own-copy"
+    shutil.copytree(tiny_index, index)
+    real = SearchIndex.load.__func__
+    opened = []
+
+    def counting(cls, path, *args, **kwargs):
+        opened.append(str(path))
+        return real(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(SearchIndex, "load", classmethod(counting))
+    at = _page(monkeypatch, index, tiny_cross_encoder, tiny_reader)
+    for toggle, value in (("rerank", False), ("read", False), ("rerank", True), ("read", True)):
+        at.toggle(key=toggle).set_value(value).run()
+        assert not at.exception and not at.error
+    assert opened == [str(index)]
+
+
+def test_page_bounds_what_a_session_asks_for(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader):
+    from test_app import ask
+
+    from pipeline.qa import QAPipeline
+
+    asked = []
+    real = QAPipeline.search
+
+    def recording(self, question, **overrides):
+        asked.append(dict(overrides, question=question))
+        return real(self, question, **overrides)
+
+    monkeypatch.setattr(QAPipeline, "search", recording)
+    at = _page(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_UI_MAX_CANDIDATES="20",
+               QA_SEARCH_UI_MAX_TOP_K="5", QA_SEARCH_UI_MAX_QUESTION_CHARS="100")
+    assert at.text_input(key="question").max_chars == 100
+    assert at.slider(key="candidates").max == 20 and at.slider(key="top_k").max == 5
+    at.slider(key="candidates").set_value(500)
+    at.slider(key="top_k").set_value(50)
+    ask(at, "Which city is the capital of Germany, bounded?")
+    assert asked and asked[-1]["candidates"] <= 20 and asked[-1]["top_k"] <= 5
+    ask(at, "capital " * 20)  # 160 characters
+    assert len(asked[-1]["question"]) <= 100 or "the limit is 100" in at.warning[0].value.replace("\\", "")
+
+
+def test_page_says_busy_when_every_search_slot_is_taken(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader):
+    from test_app import ask
+
+    from pipeline.apps.ui.resources import SearchGate
+
+    monkeypatch.setattr(SearchGate, "enter", lambda self: False)
+    at = _page(monkeypatch, tiny_index, tiny_cross_encoder, tiny_reader)
+    ask(at, "Is the server busy right now?")
+    assert [w.value for w in at.warning] == ["The server is busy with other searches; try again in a moment."]
+
+
+@pytest.mark.parametrize("where", ["search", "load"])
+def test_page_shows_one_sentence_for_an_unexpected_error(monkeypatch, caplog, where, tiny_index, tiny_cross_encoder,
+                                                         tiny_reader, tmp_path):
+    import shutil
+
+    from test_app import ask
+
+    from pipeline.qa import QAPipeline
+    from pipeline.read.reader import Reader
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("kaboom in /srv/secret/model with *markdown*")
+
+    index, reader = tiny_index, tiny_reader
+    if where == "load":
+        index, reader = tmp_path / "fresh-index", tmp_path / "fresh-reader"  # nothing loaded yet for these
+        shutil.copytree(tiny_index, index)
+        shutil.copytree(tiny_reader, reader)
+        monkeypatch.setattr(Reader, "load", classmethod(explode))
+    else:
+        monkeypatch.setattr(QAPipeline, "search", explode)
+    with caplog.at_level("ERROR"):
+        at = _page(monkeypatch, index, tiny_cross_encoder, reader)
+        if where == "search":
+            ask(at, "Will this search explode?")
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Something went wrong on the server; it has been logged. Try again, or try other settings."]
+    assert "kaboom" not in _everything_shown(at)
+    assert "kaboom" in caplog.text
+
+
+def test_demo_listens_on_loopback_and_stays_offline_with_the_stand_ins(tmp_path):
+    import subprocess
+    import tomllib
+
+    from conftest import REPO
+
+    index = tmp_path / "idx"
+    index.mkdir()
+    (index / "manifest.json").write_text("{}")
+    models = tmp_path / "shared" / "models"
+    (models / "minilm-l6-qnli-squad-tune").mkdir(parents=True)
+    dry = subprocess.run(["make", "-n", "-C", str(REPO), "demo", f"INDEX={index}", f"SHARED={tmp_path / 'shared'}"],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(x for x in dry.splitlines() if "streamlit run" in x)
+    assert "--server.address 127.0.0.1" in line and line.startswith("HF_HUB_OFFLINE=1 ")
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1" and config["client"]["showErrorDetails"] == "none"
