@@ -543,3 +543,46 @@ def test_demo_listens_on_loopback_and_stays_offline_with_the_stand_ins(tmp_path)
     assert "--server.address 127.0.0.1" in line and line.startswith("HF_HUB_OFFLINE=1 ")
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1" and config["client"]["showErrorDetails"] == "none"
+
+
+# --------------------------------------------------------------------------- 5: untrusted model folders and corpora
+
+
+def test_folder_corpus_never_follows_a_symlink_out_of_the_folder(tmp_path):
+    from pipeline.corpus.readers import corpus_files
+    from pipeline.corpus.records import CorpusFormat
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("the server's private notes")
+    corpus = tmp_path / "corpus"
+    (corpus / "inner").mkdir(parents=True)
+    (corpus / "a.txt").write_text("Paris is the capital of France.")
+    (corpus / "inner" / "b.md").write_text("Berlin is the capital of Germany.")
+    (corpus / "link-inside.txt").symlink_to(corpus / "a.txt")
+    (corpus / "link-out.txt").symlink_to(outside / "secret.txt")
+    (corpus / "dir-out").symlink_to(outside, target_is_directory=True)
+    for fmt in (CorpusFormat.FOLDER, CorpusFormat.JSONL):
+        names = [str(p.relative_to(corpus)) for p in corpus_files(corpus, fmt)]
+        assert "link-out.txt" not in names and not any(n.startswith("dir-out") for n in names)
+        assert "a.txt" in names and "inner/b.md" in names
+
+
+def test_model_folder_modules_json_cannot_point_outside_it(tmp_path, tiny_cross_encoder):
+    import json
+    import shutil
+
+    from pipeline.errors import ModelNotFoundError
+    from pipeline.models.resolve import resolve_model
+    from pipeline.rerank.reranker import transformer_dir
+
+    elsewhere = tmp_path / "someone-elses-model"
+    shutil.copytree(tiny_cross_encoder, elsewhere)
+    model = tmp_path / "sent-model"
+    model.mkdir()
+    (model / "config.json").write_text((tiny_cross_encoder / "config.json").read_text())
+    (model / "modules.json").write_text(json.dumps(
+        [{"idx": 0, "name": "0", "path": "../someone-elses-model", "type": "sentence_transformers.models.Transformer"}]))
+    with pytest.raises(ModelNotFoundError, match="outside"):
+        resolve_model(str(model), role="reranker")
+    assert transformer_dir(model) == model  # never the folder outside

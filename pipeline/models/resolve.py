@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -119,6 +120,34 @@ def is_model_dir(path: Path) -> bool:
         return False
 
 
+def module_dirs(root: Path) -> list[str]:
+    """The sub-folder of each module a sentence-transformers ``modules.json`` lists (``""`` for the root)."""
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(modules, list):
+        return []
+    return [str(m.get("path", "")) for m in modules if isinstance(m, dict)]
+
+
+def inside(root: Path, sub: str) -> bool:
+    """Whether ``root / sub``, symbolic links followed, stays within ``root``."""
+    if Path(sub).is_absolute():
+        return False
+    return (root / sub).resolve().is_relative_to(root.resolve())
+
+
+def check_modules(root: Path, name: str, role: str) -> None:
+    """Refuse a model folder whose ``modules.json`` sends the loader to folders outside it."""
+    for sub in module_dirs(root):
+        if not inside(root, sub):
+            raise ModelNotFoundError(
+                f"The {role} model {display_name(name)} lists a module outside its own folder in modules.json; "
+                "it is not loaded."
+            )
+
+
 #: Most bytes one model download may fetch (``QA_SEARCH_MAX_DOWNLOAD_BYTES``): a model's weights in one format,
 #: its config and tokenizer. The largest cross-encoders and readers this product uses are under 1.5 GB.
 DEFAULT_MAX_DOWNLOAD_BYTES = 3 * 1024**3
@@ -202,6 +231,7 @@ def resolve_model(name: str, *, role: str = "model", allow_download: bool = True
     local = Path(name).expanduser()
     how = HOW_TO_SUPPLY.get(role, "a local path")
     if is_model_dir(local):
+        check_modules(local, name, role)
         return ResolvedModel(name, str(local.resolve()), "local")
     if local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         # One message whatever is there (nothing, a file, a folder we may not read, a folder of something
@@ -212,6 +242,7 @@ def resolve_model(name: str, *, role: str = "model", allow_download: bool = True
     for source, finder in (("hf-cache", _from_cache), ("package", _from_package)):
         path = finder(repo_id)
         if path:
+            check_modules(Path(path), repo_id, role)
             logger.info("Using %s %s from %s (%s)", role, repo_id, path, source)
             return ResolvedModel(name, path, source)
     if not allow_download:

@@ -40,7 +40,7 @@ import numpy as np
 from pipeline.config import RerankBackend
 from pipeline.errors import ConfigError
 from pipeline.models.device import default_threads, pick_device
-from pipeline.models.resolve import canonical_name, resolve_model
+from pipeline.models.resolve import canonical_name, inside, resolve_model
 from pipeline.models.tokens import model_token_limit
 from pipeline.rerank.backends import Engine, OnnxEngine, TorchEngine, choose_backend
 from pipeline.rerank.score_cache import ScoreCache
@@ -84,9 +84,10 @@ def transformer_dir(model_path: str | Path) -> Path:
     try:
         modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
         sub = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Transformer")), "")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, TypeError):
         sub = ""
-    return root / sub if sub and (root / sub / "config.json").is_file() else root
+    # Never a folder outside the model's own (a crafted modules.json with "../elsewhere").
+    return root / sub if sub and inside(root, str(sub)) and (root / sub / "config.json").is_file() else root
 
 
 def configured_max_length(model_path: str | Path) -> int | None:
