@@ -246,13 +246,14 @@ class Reranker:
         )
         names = [n for n in self.engine.input_names if n in encoded]
         rows = [{n: encoded[n][i] for n in names} for i in range(len(pairs))]
-        # One request's question's pairs per batch: int8 quantises activations with one scale per batch, so a
-        # pair's score must not depend on which other searches share the call (a server batching requests,
-        # two clients asking the same question). Within a question, longest first, so neighbours have
-        # similar lengths.
-        by_question: dict[tuple[Hashable, str], list[int]] = {}
+        # One request's pairs per batch (one question's, when no requests are named): int8 quantises
+        # activations with one scale per batch, so a pair's score must not depend on which other searches
+        # share the call (a server batching requests, two clients asking the same question). A request's
+        # pairs share batches whatever their questions (a /v1/score call with 1,000 different text_1 is a
+        # few batches, not 1,000). Longest first, so neighbours have similar lengths.
+        by_question: dict[Hashable, list[int]] = {}
         for i, (question, _) in enumerate(pairs):
-            by_question.setdefault((None if groups is None else groups[i], question), []).append(i)
+            by_question.setdefault(question if groups is None else ("group", groups[i]), []).append(i)
         lengths = [len(r["input_ids"]) for r in rows]
         pad_id = self.tokenizer.pad_token_id or 0
         left = getattr(self.tokenizer, "padding_side", "right") == "left"

@@ -20,6 +20,8 @@ async def run_inference(awaitable):
     """Await model work; the pipeline's user errors become 422, anything else a 500 for this request only."""
     try:
         return await awaitable
+    except HTTPException:
+        raise  # already an answer (overload 429/503, deadline 503)
     except (QueryError, ConfigError) as exc:
         raise HTTPException(422, str(exc)) from exc
     except QASearchError as exc:
