@@ -195,3 +195,19 @@ def test_fair_gate_alternates_kinds():
 
     asyncio.run(scenario())
     assert order[:5] == ["rerank0", "rerank1", "search0", "rerank2", "search1"]
+
+
+def test_fair_queue_serves_the_least_served_client_first():
+    from pipeline.rerank.batching import FairQueue, _Pending
+
+    async def scenario():
+        queue = FairQueue()
+        loop = asyncio.get_running_loop()
+        for n in range(3):
+            queue.put_nowait(_Pending(f"big{n}", None, 128, loop.create_future(), "big"))
+        for n in range(3):
+            queue.put_nowait(_Pending(f"small{n}", None, 4, loop.create_future(), f"s{n}"))
+        return [queue.get_nowait().item for _ in range(6)]
+
+    order = asyncio.run(scenario())
+    assert order == ["big0", "small0", "small1", "small2", "big1", "big2"]

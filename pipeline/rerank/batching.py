@@ -14,9 +14,10 @@ again one item at a time, so only the item that really fails gets the error.
 With ``enabled=False`` every item is its own call (still in a worker thread):
 the baseline the load benchmark compares against.
 
-Fairness under load: waiting items are taken round-robin between clients
-(``submit(..., client=)``), so one client's burst never queues ahead of every
-other client's next item, and batchers that share a :class:`FairGate` take turns
+Fairness under load: waiting items are shared between clients by weight
+(``submit(..., client=)``, :class:`FairQueue`: the client served the fewest pairs
+goes next), so one client's burst or big request never queues ahead of every other
+client's next item, and batchers that share a :class:`FairGate` take turns
 at the model (one call at a time, round-robin between their ``kind``s: search,
 rerank), so one kind of request never starves another. An item whose caller went
 away (a cancelled ``submit``: a client that disconnected, a deadline that passed)
@@ -61,26 +62,41 @@ class _Pending(Generic[T]):
 
 
 class FairQueue:
-    """An unbounded async queue that hands out items round-robin between clients (FIFO within a client)."""
+    """An unbounded async queue that shares the work fairly between clients, by weight (FIFO within a client).
+
+    Each client's lane counts the weight (pairs) it has been served; the next item comes from the waiting
+    lane served least so far. A lane that was idle starts level with the least-served waiting lane (no
+    credit banked while away). So a client sending 128-pair chunks gets one chunk while each client with
+    4-pair requests gets 32 of them: small requests go ahead of a big one's chunks, and nobody starves.
+    """
 
     def __init__(self) -> None:
-        self._lanes: OrderedDict[Hashable, deque] = OrderedDict()
+        self._lanes: dict[Hashable, deque] = {}
+        self._served: dict[Hashable, float] = {}
         self._size = 0
         self._ready = asyncio.Event()
 
     def put_nowait(self, item: _Pending) -> None:
-        self._lanes.setdefault(item.client, deque()).append(item)
+        lane = self._lanes.get(item.client)
+        if lane is None:
+            floor = min((self._served[c] for c in self._lanes), default=0.0)
+            self._served[item.client] = max(self._served.get(item.client, 0.0), floor)
+            lane = self._lanes[item.client] = deque()
+        lane.append(item)
         self._size += 1
         self._ready.set()
 
     def get_nowait(self) -> _Pending:
         if not self._size:
             raise asyncio.QueueEmpty
-        client, lane = next(iter(self._lanes.items()))
+        client = min(self._lanes, key=lambda c: self._served[c])  # ties: the lane that waited longest
+        lane = self._lanes[client]
         item = lane.popleft()
-        del self._lanes[client]
-        if lane:
-            self._lanes[client] = lane  # to the back of the round
+        self._served[client] += item.weight
+        if not lane:
+            del self._lanes[client]
+            if len(self._served) > 4 * len(self._lanes) + 64:  # forget clients long gone
+                self._served = {c: v for c, v in self._served.items() if c in self._lanes}
         self._size -= 1
         if not self._size:
             self._ready.clear()
