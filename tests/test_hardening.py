@@ -586,3 +586,23 @@ def test_model_folder_modules_json_cannot_point_outside_it(tmp_path, tiny_cross_
     with pytest.raises(ModelNotFoundError, match="outside"):
         resolve_model(str(model), role="reranker")
     assert transformer_dir(model) == model  # never the folder outside
+
+
+def test_readyz_and_503_give_the_load_failure_without_server_paths():
+    from fastapi.testclient import TestClient
+
+    from pipeline.apps.server import ServerSettings, create_app
+    from pipeline.errors import IndexNotFoundError
+
+    def broken_loader():
+        raise IndexNotFoundError("No index at /srv/private/indexes/customers (no manifest.json).")
+
+    with TestClient(create_app(broken_loader, settings=ServerSettings())) as client:
+        for _ in range(100):
+            if client.get("/readyz").json()["status"] != "loading":
+                break
+            time.sleep(0.05)
+        ready = client.get("/readyz")
+        down = client.post("/v1/score", json={"text_1": "q", "text_2": ["d"]})
+    assert ready.json()["detail"] == "No index at customers (no manifest.json)."
+    assert "/srv/private" not in ready.text and "/srv/private" not in down.text

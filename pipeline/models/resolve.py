@@ -27,6 +27,7 @@ import importlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,20 @@ def looks_like_path(name: str) -> bool:
     """Whether ``name`` names a local path rather than a Hub id (``org/model``)."""
     name = str(name).strip()
     return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or "\\" in name or Path(name).exists()
+
+
+#: A path inside a sentence: starts with /, ./, ../ or ~/ (not a Hub id's org/name, not a URL's //).
+PATH_IN_TEXT = re.compile(r"(?<![\w./:])(?:~|\.{1,2})?/[^\s'\",;:()]+")
+
+
+def hide_paths(text: str) -> str:
+    """``text`` (an error message) with every local path cut to its last part, as :func:`display_name` does."""
+    def short(match: re.Match) -> str:
+        path = match.group(0)
+        end = len(path.rstrip("."))
+        return (Path(path[:end]).name or path[:end]) + path[end:]
+
+    return PATH_IN_TEXT.sub(short, str(text))
 
 
 def display_name(name: str) -> str:

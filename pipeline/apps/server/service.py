@@ -26,7 +26,7 @@ from fastapi import HTTPException
 from pipeline.apps.server.admission import Admission, Overloaded, current_client
 from pipeline.apps.server.settings import ServerSettings
 from pipeline.errors import ConfigError, QASearchError
-from pipeline.models.resolve import display_name
+from pipeline.models.resolve import display_name, hide_paths
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import FairGate, MicroBatcher
 from pipeline.rerank.reranker import Reranker
@@ -109,7 +109,8 @@ class Service:
             self._install(pipeline, rerankers)
         except Exception as exc:  # noqa: BLE001 - reported by /readyz, the server stays up
             logger.exception("Loading the models failed")
-            self.error = str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}"
+            # Clients see the reason without the server's paths (the log has them).
+            self.error = hide_paths(str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}")
 
     def _install(self, pipeline: QAPipeline | None, rerankers: Mapping[str, Reranker] | None) -> None:
         if rerankers is None:

@@ -42,7 +42,7 @@ from pipeline import (
 from pipeline.apps.ui.highlight import escape, escape_markdown, highlight_html
 from pipeline.apps.ui.resources import ResourcePool, SearchGate
 from pipeline.apps.ui.settings import MAX_MODEL_NAME_CHARS, UISettings
-from pipeline.models.resolve import display_name, looks_like_path
+from pipeline.models.resolve import display_name, hide_paths, looks_like_path
 from pipeline.qa import load_reranker, open_index
 from pipeline.read.reader import Reader
 
@@ -71,7 +71,6 @@ TIMING_LABELS = {"bm25": "BM25", "dense": "Dense", "fusion": "Fusion", "rerank":
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Shown for anything unexpected; the details go to the server log, never to the visitor.
 SOMETHING_WRONG = "Something went wrong on the server; it has been logged. Try again, or try other settings."
-PATH_IN_TEXT = re.compile(r"(?<![\w.])(?:~|\.{1,2})?/[^\s'\",;:()]+")
 BUSY = "The server is busy with other searches; try again in a moment."
 
 
@@ -426,9 +425,4 @@ def main() -> None:
 
 def public_message(exc: QASearchError) -> str:
     """The error's sentence with any server path cut to its last part."""
-    def short(match: re.Match) -> str:
-        path = match.group(0)
-        end = len(path.rstrip("."))
-        return display_name(path[:end]) + path[end:]
-
-    return PATH_IN_TEXT.sub(short, str(exc))
+    return hide_paths(str(exc))
