@@ -124,7 +124,8 @@ class ClientWatch:
             await handler
         except asyncio.CancelledError:
             if not gone.is_set():
-                raise  # the server is stopping, not a client leaving
+                handler.cancel()  # the server is stopping, not a client leaving: stop the handler too
+                raise
         finally:
             watcher.cancel()
             current_client.reset(token)
