@@ -8,7 +8,7 @@ Under load (see :mod:`pipeline.apps.server.admission`): every request is admitte
 weight in pairs or refused at once with 429/503 and ``Retry-After``; a rerank larger than
 ``batch_max_pairs`` is split into chunks that queue like any other client's items, so it
 never holds the model while small requests wait; the batchers take turns at the model
-(one :class:`~pipeline.rerank.batching.FairGate`), and clients take turns in each queue;
+(one :class:`~pipeline.rerank.batching.FairGate`), and clients share each queue by weight;
 a request not done within ``request_timeout_s`` gets 503 and its waiting work is dropped.
 """
 
