@@ -5,6 +5,7 @@
 # Settings (make VAR=value):
 #   TORCH=cpu|cuda   cpu (default) installs PyTorch's CPU build; cuda the default (CUDA) build from PyPI
 #   SHARED=DIR       folder holding data/dev-v1.1.json and models/ for offline use (default ../shared)
+#   DEMO_ADDRESS=IP  where `make demo` listens (default 127.0.0.1: this machine only; docs/security.md)
 #   PYTEST_ARGS=...  extra pytest arguments, e.g. -m "not slow"
 #   EXTRAS=dev,ray   the optional extras make test installs (dev = test tools, server, eval, train)
 
@@ -25,6 +26,10 @@ EXTRAS ?= dev,ray
 # Offline here, the Hub's default models are replaced by the stand-ins in $(SHARED)/models when present.
 export QA_SEARCH_RERANKER ?= $(if $(wildcard $(STANDIN_RERANKER)),$(STANDIN_RERANKER),)
 export QA_SEARCH_READER ?= $(if $(wildcard $(STANDIN_READER)),$(STANDIN_READER),)
+# The demo never reaches the Hub when the stand-ins are used (offline): no download on a visitor's click.
+DEMO_OFFLINE ?= $(if $(wildcard $(STANDIN_RERANKER)),1,)
+# Where the demo listens: this machine only, unless you mean to publish it (see docs/security.md).
+DEMO_ADDRESS ?= 127.0.0.1
 
 .PHONY: install install-dev demo index data test test-fast bench clean
 
@@ -65,7 +70,8 @@ $(INDEX)/manifest.json: data/dev-v1.1.json
 index: $(INDEX)/manifest.json
 
 demo: $(INDEX)/manifest.json
-	$(BIN)/streamlit run app.py --browser.gatherUsageStats false -- --index $(INDEX)
+	$(if $(DEMO_OFFLINE),HF_HUB_OFFLINE=1 ,)$(BIN)/streamlit run app.py --server.address $(DEMO_ADDRESS) \
+	  --browser.gatherUsageStats false -- --index $(INDEX)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -80,7 +80,7 @@ def candidate_pairs(index_dir: Path, questions: list[dict]) -> list[list[dict]]:
     from pipeline.retrieve import Retriever
 
     index = SearchIndex.load(index_dir)
-    encoder = BiEncoder.load(index.manifest.bi_encoder["name"], device="cpu")
+    encoder = BiEncoder.load(index.manifest.bi_encoder["name"], device="cpu", allow_download=False)
     retrieved = Retriever(index, encoder).retrieve_many([q["question"] for q in questions], CANDIDATES)
     out = []
     for found in retrieved:

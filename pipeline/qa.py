@@ -85,6 +85,23 @@ def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     return Cascade(one(config.cascade_reranker, backend), main, config.cascade_keep)
 
 
+def open_index(index: str | Path, config: LoadSettings) -> tuple[SearchIndex, BiEncoder]:
+    """Open ``index`` and its bi-encoder: ``config.bi_encoder`` if set, else the one its manifest names.
+
+    A bi-encoder named by the index (someone else's file) is never downloaded and never runs code.
+    """
+    search_index = SearchIndex.load(index)
+    chosen = bool(config.bi_encoder)
+    encoder = BiEncoder.load(
+        config.bi_encoder or search_index.manifest.bi_encoder["name"],
+        device=config.device,
+        trust_remote_code=config.trust_remote_code and chosen,
+        allow_download=chosen,
+    )
+    search_index.check_encoder(encoder)
+    return search_index, encoder
+
+
 class QAPipeline:
     """Retrieve candidates (BM25, dense or hybrid), rerank them with a cross-encoder, flag answerable ones, read answers.
 
@@ -133,13 +150,7 @@ class QAPipeline:
         """
         config = PipelineConfig.from_env(**settings) if config is None else config.replace(**settings)
         load = config.load
-        search_index = SearchIndex.load(index)
-        encoder = BiEncoder.load(
-            load.bi_encoder or search_index.manifest.bi_encoder["name"],
-            device=load.device,
-            trust_remote_code=load.trust_remote_code,
-        )
-        search_index.check_encoder(encoder)
+        search_index, encoder = open_index(index, load)
         reranker = load_reranker(load) if load.rerank else None
         reader = None
         if load.read:

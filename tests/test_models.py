@@ -42,10 +42,10 @@ def test_missing_hub_model_offline_names_model_and_how_to_supply():
 
 
 def test_missing_local_path_is_reported(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="does not exist"):
+    with pytest.raises(ModelNotFoundError, match="No bi-encoder model directory at"):
         resolve_model(str(tmp_path / "nope"), role="bi-encoder")
     (tmp_path / "file.bin").write_text("x")
-    with pytest.raises(ModelNotFoundError, match="is a file"):
+    with pytest.raises(ModelNotFoundError, match="No model directory at"):
         resolve_model(str(tmp_path / "file.bin"))
     with pytest.raises(ModelNotFoundError, match="No reranker model was named"):
         resolve_model("  ", role="reranker")

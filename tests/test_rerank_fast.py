@@ -359,7 +359,7 @@ def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, t
     cascaded = QAPipeline.load(tiny_index, reranker=str(tiny_electra_cross_encoder), rerank_backend="torch",
                                cascade_reranker=str(tiny_cross_encoder), cascade_keep=2, read=False)
     out = cascaded.search("What is the capital of France?")
-    assert out.settings["rerank_backend"] == f"{tiny_cross_encoder} torch -> top 2 torch"
+    assert out.settings["rerank_backend"] == f"{tiny_cross_encoder.name} torch -> top 2 torch"  # no server path
     assert len(out.hits) == 6
 
 

@@ -422,10 +422,10 @@ def test_parallel_searches_share_calls_and_match_direct_results(make_app, pipeli
 class PoisonedReranker(Reranker):
     """The tiny model, but any batch holding the text POISON fails (as a model crash would)."""
 
-    def score_pairs(self, pairs):
+    def score_pairs(self, pairs, groups=None):
         if any("POISON" in p for _, p in pairs):
             raise RuntimeError("simulated model failure")
-        return super().score_pairs(pairs)
+        return super().score_pairs(pairs, groups)
 
 
 def test_a_failing_request_does_not_fail_its_batch(make_app, reranker):

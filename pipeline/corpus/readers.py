@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -15,6 +16,8 @@ from typing import Any, Iterable, Iterator
 from pipeline.corpus.clean import clean_text, squad_paragraph_id
 from pipeline.corpus.records import BadRecord, CorpusFormat, Record
 from pipeline.errors import CorpusError
+
+logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 _WIKI_FILE = re.compile(r"^wiki_\d+(\.json|\.jsonl)?$")
@@ -50,14 +53,27 @@ def detect_format(path: Path) -> CorpusFormat:
 
 
 def corpus_files(path: Path, fmt: CorpusFormat) -> list[Path]:
-    """The files a corpus is read from, in a fixed order."""
+    """The files a corpus is read from, in a fixed order.
+
+    A folder's files are only those inside it: a symbolic link that leads out of the folder (to
+    ``/etc/passwd``, another user's notes) is skipped with a warning, never read into the index.
+    """
     if path.is_file():
         return [path]
     if fmt is CorpusFormat.WIKIEXTRACTOR:
-        return sorted(p for p in path.rglob("wiki_*") if p.is_file() and _WIKI_FILE.match(p.name))
-    if fmt is CorpusFormat.FOLDER:
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-    return sorted(p for p in path.rglob("*") if p.is_file())
+        found = (p for p in path.rglob("wiki_*") if p.is_file() and _WIKI_FILE.match(p.name))
+    elif fmt is CorpusFormat.FOLDER:
+        found = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    else:
+        found = (p for p in path.rglob("*") if p.is_file())
+    root = path.resolve()
+    inside = []
+    for file in found:
+        if file.resolve().is_relative_to(root):
+            inside.append(file)
+        else:
+            logger.warning("Skipping %s: it links to a file outside the corpus folder", file)
+    return sorted(inside)
 
 
 def corpus_checksum(files: Iterable[Path], root: Path) -> str:

@@ -136,10 +136,11 @@ def _batched(items: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
         yield batch
 
 
-def _load_encoder(bi_encoder: str | BiEncoder, device: str | None, backend: str | EncoderBackend, progress: bool) -> BiEncoder:
+def _load_encoder(bi_encoder: str | BiEncoder, device: str | None, backend: str | EncoderBackend, progress: bool,
+                  allow_download: bool = True) -> BiEncoder:
     if isinstance(bi_encoder, BiEncoder):
         return bi_encoder
-    return BiEncoder.load(bi_encoder, device=device, backend=backend, progress=progress)
+    return BiEncoder.load(bi_encoder, device=device, backend=backend, progress=progress, allow_download=allow_download)
 
 
 def _encoder_info(encoder: BiEncoder) -> dict:
@@ -339,7 +340,9 @@ def add_to_index(
     final = Path(index).expanduser()
     current = SearchIndex.load(final)
     manifest = current.manifest
-    encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress)
+    # A name taken from the index's manifest is never downloaded (it is someone else's choice of model).
+    encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress,
+                            allow_download=bi_encoder is not None)
     current.check_encoder(encoder)
     source = VectorSource.open(vectors) if vectors is not None else None
     if source is not None:

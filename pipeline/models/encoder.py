@@ -16,8 +16,14 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.config import EncoderBackend
+from pipeline.errors import ConfigError
 from pipeline.models.device import pick_device
-from pipeline.models.resolve import ResolvedModel, canonical_name, resolve_model
+from pipeline.models.resolve import (
+    ResolvedModel,
+    canonical_name,
+    display_name,
+    resolve_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +53,24 @@ class BiEncoder:
         trust_remote_code: bool = False,
         backend: str | EncoderBackend = EncoderBackend.TORCH,
         progress: bool = False,
+        allow_download: bool = True,
     ) -> "BiEncoder":
+        """Load by name or path; ``allow_download=False`` for a name that comes from an index's manifest."""
         from sentence_transformers import SentenceTransformer
 
         backend = EncoderBackend.parse(backend)
-        resolved = resolve_model(name, role="bi-encoder")
-        model = SentenceTransformer(
-            resolved.path, device=pick_device(device), trust_remote_code=trust_remote_code, local_files_only=True
-        )
+        resolved = resolve_model(name, role="bi-encoder", allow_download=allow_download)
+        try:
+            model = SentenceTransformer(
+                resolved.path, device=pick_device(device), trust_remote_code=trust_remote_code, local_files_only=True
+            )
+        except ValueError as exc:
+            if "trust_remote_code" not in str(exc):
+                raise
+            raise ConfigError(
+                f"The bi-encoder {display_name(name)} needs custom code to load, which is not run without "
+                "trust_remote_code; pass --bi-encoder with a model you trust (and --trust-remote-code if it must run code)."
+            ) from exc
         onnx = None
         if backend is not EncoderBackend.TORCH:
             from pipeline.models.onnx_encoder import OnnxEncoder

@@ -14,6 +14,15 @@ again one item at a time, so only the item that really fails gets the error.
 With ``enabled=False`` every item is its own call (still in a worker thread):
 the baseline the load benchmark compares against.
 
+Fairness under load: waiting items are shared between clients by weight
+(``submit(..., client=)``, :class:`FairQueue`: the client served the fewest pairs
+goes next), so one client's burst or big request never queues ahead of every other
+client's next item, and batchers that share a :class:`FairGate` take turns
+at the model (one call at a time, round-robin between their ``kind``s: search,
+rerank), so one kind of request never starves another. An item whose caller went
+away (a cancelled ``submit``: a client that disconnected, a deadline that passed)
+is dropped before its call.
+
 Example::
 
     >>> import asyncio
@@ -28,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict, deque
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Hashable, Sequence, TypeVar
+from typing import Any, AsyncIterator, Callable, Generic, Hashable, Sequence, TypeVar
 
 from anyio import to_thread
 
@@ -47,6 +58,102 @@ class _Pending(Generic[T]):
     key: Hashable
     weight: int
     future: asyncio.Future = field(repr=False)
+    client: Hashable = None
+
+
+class FairQueue:
+    """An unbounded async queue that shares the work fairly between clients, by weight (FIFO within a client).
+
+    Each client's lane counts the weight (pairs) it has been served; the next item comes from the waiting
+    lane served least so far. A lane that was idle starts level with the least-served waiting lane (no
+    credit banked while away). So a client sending 128-pair chunks gets one chunk while each client with
+    4-pair requests gets 32 of them: small requests go ahead of a big one's chunks, and nobody starves.
+    """
+
+    def __init__(self) -> None:
+        self._lanes: dict[Hashable, deque] = {}
+        self._served: dict[Hashable, float] = {}
+        self._size = 0
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: _Pending) -> None:
+        lane = self._lanes.get(item.client)
+        if lane is None:
+            floor = min((self._served[c] for c in self._lanes), default=0.0)
+            self._served[item.client] = max(self._served.get(item.client, 0.0), floor)
+            lane = self._lanes[item.client] = deque()
+        lane.append(item)
+        self._size += 1
+        self._ready.set()
+
+    def get_nowait(self) -> _Pending:
+        if not self._size:
+            raise asyncio.QueueEmpty
+        client = min(self._lanes, key=lambda c: self._served[c])  # ties: the lane that waited longest
+        lane = self._lanes[client]
+        item = lane.popleft()
+        self._served[client] += item.weight
+        if not lane:
+            del self._lanes[client]
+            if len(self._served) > 4 * len(self._lanes) + 64:  # forget clients long gone
+                self._served = {c: v for c, v in self._served.items() if c in self._lanes}
+        self._size -= 1
+        if not self._size:
+            self._ready.clear()
+        return item
+
+    async def get(self) -> _Pending:
+        while not self._size:
+            await self._ready.wait()
+        return self.get_nowait()
+
+    def empty(self) -> bool:
+        return not self._size
+
+    def qsize(self) -> int:
+        return self._size
+
+
+class FairGate:
+    """At most ``slots`` model calls at once across the batchers that share it, granted round-robin by kind."""
+
+    def __init__(self, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self._free = slots
+        self._waiting: OrderedDict[str, deque[asyncio.Future]] = OrderedDict()
+
+    @asynccontextmanager
+    async def turn(self, kind: str) -> AsyncIterator[None]:
+        if self._free and not self._waiting:
+            self._free -= 1
+        else:
+            granted = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(kind, deque()).append(granted)
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()  # granted just as we were cancelled: pass the turn on
+                else:
+                    granted.cancel()
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            kind, lane = next(iter(self._waiting.items()))
+            del self._waiting[kind]
+            granted = lane.popleft()
+            if lane:
+                self._waiting[kind] = lane  # this kind goes to the back of the round
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self._free += 1
 
 
 @dataclass
@@ -74,7 +181,8 @@ class MicroBatcher(Generic[T, R]):
         max_wait_ms: how long the first item of a batch waits for company.
     """
 
-    def __init__(self, fn: BatchFn, *, enabled: bool = True, max_batch: int = 64, max_wait_ms: float = 5.0):
+    def __init__(self, fn: BatchFn, *, enabled: bool = True, max_batch: int = 64, max_wait_ms: float = 5.0,
+                 gate: FairGate | None = None, kind: str = "work"):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
@@ -84,23 +192,34 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self.gate = gate
+        self.kind = kind
+        self._queue: FairQueue | None = None
         self._worker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._carry: _Pending | None = None
 
-    async def submit(self, item: T, *, key: Hashable = None, weight: int = 1) -> R:
-        """The result of ``fn(key, [..., item, ...])`` for ``item``; raises what scoring ``item`` raised."""
+    async def submit(self, item: T, *, key: Hashable = None, weight: int = 1, client: Hashable = None) -> R:
+        """The result of ``fn(key, [..., item, ...])`` for ``item``; raises what scoring ``item`` raised.
+
+        ``client`` (who asked) decides the round-robin order among waiting items.
+        """
         if not self.enabled:
             self.stats.calls += 1
             self.stats.items += 1
-            results = await to_thread.run_sync(self._call, key, [item])
+            async with self._turn():
+                results = await to_thread.run_sync(self._call, key, [item])
             return results[0]
         self._ensure_worker()
         assert self._queue is not None
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(item, key, max(1, int(weight)), future))
+        self._queue.put_nowait(_Pending(item, key, max(1, int(weight)), future, client))
         return await future
+
+    def _turn(self):
+        if self.gate is None:
+            return _no_gate()
+        return self.gate.turn(self.kind)
 
     async def aclose(self) -> None:
         """Stop the worker; callers still waiting get :class:`RuntimeError`."""
@@ -130,7 +249,7 @@ class MicroBatcher(Generic[T, R]):
         if self._loop is not loop or self._queue is None:
             # First use, or a new event loop (tests, restarts): start afresh on this loop.
             self._loop = loop
-            self._queue = asyncio.Queue()
+            self._queue = FairQueue()
             self._carry = None
         self._worker = loop.create_task(self._run(), name="micro-batcher")
 
@@ -184,6 +303,12 @@ class MicroBatcher(Generic[T, R]):
                 await self._dispatch(key, group)
 
     async def _dispatch(self, key: Hashable, group: list[_Pending]) -> None:
+        async with self._turn():
+            group = [p for p in group if not p.future.done()]  # callers that left while this call waited
+            if group:
+                await self._call_group(key, group)
+
+    async def _call_group(self, key: Hashable, group: list[_Pending]) -> None:
         self.stats.calls += 1
         self.stats.items += len(group)
         try:
@@ -204,6 +329,11 @@ class MicroBatcher(Generic[T, R]):
             return
         for p, result in zip(group, results):
             _settle(p.future, result=result)
+
+
+@asynccontextmanager
+async def _no_gate() -> AsyncIterator[None]:
+    yield
 
 
 def _settle(future: asyncio.Future, *, result: Any = None, error: BaseException | None = None) -> None:

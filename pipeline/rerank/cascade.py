@@ -17,11 +17,12 @@ exists here yet, see docs/fast-rerank.md.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.models.resolve import display_name
 from pipeline.rerank.reranker import Reranker
 
 
@@ -46,53 +47,73 @@ class Cascade:
 
     def describe(self) -> str:
         """How the scores are made, e.g. ``onnx-int8 -> top 3 onnx`` (recorded in search results)."""
-        first = self.first.describe() if self.first.name == self.main.name else f"{self.first.name} {self.first.describe()}"
+        # Recorded in every result (and sent to API clients): a local path shows only its last part.
+        same = self.first.name == self.main.name
+        first = self.first.describe() if same else f"{display_name(self.first.name)} {self.first.describe()}"
         return f"{first} -> top {self.keep} {self.main.describe()}"
 
     @property
     def max_length(self) -> int:
         return self.main.max_length
 
-    def kept(self, pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
-        """First-stage probabilities and the indices (into ``pairs``) that go on to the main reranker."""
-        first = self.first.score_pairs(pairs)
-        groups: dict[str, list[int]] = {}
+    def kept(self, pairs: Sequence[tuple[str, str]],
+             groups: Sequence[Hashable] | None = None) -> tuple[np.ndarray, list[int]]:
+        """First-stage probabilities and the indices (into ``pairs``) that go on to the main reranker.
+
+        The best ``keep`` are chosen per question *of each group* (request): a request sharing the call
+        never takes another's places.
+        """
+        first = self.first.score_pairs(pairs, groups)
+        by_question: dict[tuple[Hashable, str], list[int]] = {}
         for i, (question, _) in enumerate(pairs):
-            groups.setdefault(question, []).append(i)
+            by_question.setdefault(_label(groups, i, question), []).append(i)
         keep: list[int] = []
-        for indices in groups.values():
+        for indices in by_question.values():
             ranked = sorted(indices, key=lambda i: (-first[i], i))
             keep.extend(ranked[: self.keep])
         return first, sorted(keep)
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Probabilities like :meth:`Reranker.score_pairs`; ``groups`` labels each pair with its request.
+
+        Pairs of different groups are scored as if each group were alone (its own top ``keep``, its own cap,
+        its own model batches), so clients whose requests share a server batch never change each other's scores.
+        """
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
-        # The same question asked twice in one call (a server batching requests) must not take two places
-        # of its ``keep``: score each distinct pair once.
-        positions: dict[tuple[str, str], list[int]] = {}
+        if groups is not None and len(groups) != len(pairs):
+            raise ValueError(f"{len(groups)} group labels for {len(pairs)} pairs")
+        # The same pair twice in one group (e.g. a question asked twice in one search_many call) must not take
+        # two places of its ``keep``: score each distinct pair once.
+        positions: dict[tuple[Hashable, str, str], list[int]] = {}
         for i, pair in enumerate(pairs):
-            positions.setdefault((pair[0], pair[1]), []).append(i)
+            positions.setdefault((None if groups is None else groups[i], pair[0], pair[1]), []).append(i)
         if len(positions) < len(pairs):
-            distinct = self.score_pairs(list(positions))
+            distinct = self.score_pairs([(q, p) for _, q, p in positions],
+                                        None if groups is None else [g for g, _, _ in positions])
             out = np.zeros(len(pairs), dtype=np.float32)
             for value, where in zip(distinct, positions.values()):
                 out[where] = value
             return out
-        first, keep = self.kept(pairs)
+        first, keep = self.kept(pairs, groups)
         out = np.array(first, dtype=np.float32)
-        main = self.main.score_pairs([pairs[i] for i in keep])
+        main = self.main.score_pairs([pairs[i] for i in keep], None if groups is None else [groups[i] for i in keep])
         out[keep] = main
-        floor: dict[str, float] = {}
+        floor: dict[tuple[Hashable, str], float] = {}
         for i, value in zip(keep, main):
-            question = pairs[i][0]
-            floor[question] = min(floor.get(question, 1.0), float(value))
+            label = _label(groups, i, pairs[i][0])
+            floor[label] = min(floor.get(label, 1.0), float(value))
         kept = set(keep)
         for i, (question, _) in enumerate(pairs):
             if i not in kept:
-                cap = np.nextafter(np.float32(floor[question]), np.float32(-1.0))
+                cap = np.nextafter(np.float32(floor[_label(groups, i, question)]), np.float32(-1.0))
                 out[i] = max(np.float32(0.0), min(out[i], cap))
         return out
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return self.score_pairs([(query, t) for t in texts])
+
+
+def _label(groups: Sequence[Hashable] | None, i: int, question: str) -> tuple[Hashable, str]:
+    """Pair ``i``'s (request, question): the unit whose top ``keep`` the cascade picks."""
+    return (None if groups is None else groups[i], question)

@@ -14,10 +14,19 @@ Face sequence-classification model directory, exporting it on first use:
 Entries live under the cache directory (``$QA_SEARCH_CACHE/onnx``, else
 ``$XDG_CACHE_HOME/qa-search/onnx``, else ``~/.cache/qa-search/onnx``) so
 read-only model folders work, in a folder named by the model and a key made
-from the model's files (name, size, modification time) and the export settings.
-An entry is built in a temporary folder and renamed into place, with a
-``meta.json`` holding the file's sha256 written last; an entry whose file is
-missing, truncated or altered is rebuilt, never loaded.
+from the *contents* of the model's files (sha256), the export recipe and the
+versions of the libraries that export and run it (torch, transformers, onnx,
+onnxruntime): a swapped weights file or an upgrade gets a fresh export.
+
+What sits in the cache is loaded as a model, so the cache directory must be
+the user's own: it is created owner-only (0700), one owned by someone else or
+writable by group or others is refused with a :class:`ConfigError` (a 0755
+one of ours is tightened to 0700). An entry is built in a temporary folder
+and renamed into place, with a ``meta.json`` holding the file's size and
+sha256 written last; an entry whose file is missing, truncated or altered is
+rebuilt, never loaded. Entries are never deleted under a reader: when two
+exports race, the second keeps the first's entry; a damaged entry is renamed
+aside before the new one takes its place.
 """
 
 from __future__ import annotations
@@ -29,8 +38,11 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
+import uuid
 import warnings
+from importlib import metadata
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -62,18 +74,45 @@ def _model_files(model_dir: Path) -> list[Path]:
     return sorted(p for p in model_dir.iterdir() if p.is_file() and p.suffix in keep)
 
 
+#: The libraries whose versions decide what an export holds (and whether a session can run it).
+EXPORT_LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime")
+
+
+def export_versions() -> dict[str, str]:
+    """Installed versions of :data:`EXPORT_LIBRARIES` (part of every cache key)."""
+    versions = {}
+    for dist in EXPORT_LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "none"
+    return versions
+
+
+# sha256 of files already hashed by this process, by (path, size, mtime, ctime, inode): ctime cannot be set
+# back by a user, so a file changed in place is hashed again.
+_hashes: dict[tuple, str] = {}
+
+
+def _content_hash(path: Path) -> str:
+    st = path.stat()
+    memo = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    if memo not in _hashes:
+        _hashes[memo] = sha256_of(path)
+    return _hashes[memo]
+
+
 def cache_key(model_dir: str | Path, variant: str, head: str = "sequence-classification") -> str:
-    """A short key for (model files, export settings): changes when either changes."""
+    """A key for (model file contents, export recipe, library versions): changes when any of them changes."""
     model_dir = Path(model_dir).resolve()
     digest = hashlib.sha256()
-    settings = {"format": EXPORT_FORMAT, "opset": OPSET, "variant": variant, "dir": str(model_dir)}
-    if head != "sequence-classification":  # keeps the keys of existing reranker exports
-        settings["head"] = head
-    digest.update(json.dumps(settings).encode())
+    recipe = {"format": EXPORT_FORMAT, "opset": OPSET, "variant": variant, "versions": export_versions()}
+    if head != "sequence-classification":
+        recipe["head"] = head
+    digest.update(json.dumps(recipe, sort_keys=True).encode())
     for path in _model_files(model_dir):
-        stat = path.stat()
-        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+        digest.update(f"{path.name}:{_content_hash(path)}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def entry_dir(
@@ -83,6 +122,30 @@ def entry_dir(
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_dir.name)[:60] or "model"
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return root / f"{slug}-{variant}-{cache_key(model_dir, variant, head)}"
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` owner-only (0700), or check that an existing one is ours and writable by no one else."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"The ONNX cache {path} is not a directory; set QA_SEARCH_CACHE to a folder of your own.")
+    if hasattr(os, "getuid"):
+        if info.st_uid != os.getuid():
+            raise ConfigError(
+                f"The ONNX cache {path} belongs to another user, so what it holds cannot be trusted; "
+                "set QA_SEARCH_CACHE to a folder of your own."
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                f"The ONNX cache {path} is writable by other users (mode {mode:o}), so what it holds cannot be "
+                f"trusted: empty it and `chmod 700 {path}`, or set QA_SEARCH_CACHE to a folder of your own."
+            )
+        if mode != 0o700:
+            logger.info("Making the ONNX cache %s owner-only (was %o)", path, mode)
+            path.chmod(0o700)
+    return path
 
 
 def _valid(entry: Path) -> bool:
@@ -112,30 +175,44 @@ def onnx_model_file(
         raise ConfigError(f"Unknown ONNX variant {variant!r}; valid values: {', '.join(VARIANTS)}.")
     if head not in HEADS:
         raise ConfigError(f"Unknown ONNX export head {head!r}; valid values: {', '.join(HEADS)}.")
-    entry = entry_dir(model_dir, variant, cache_dir, head)
+    root = private_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    entry = entry_dir(model_dir, variant, root, head)
     if _valid(entry):
         logger.debug("Reusing exported model %s", entry)
         return entry / MODEL_FILE
     if entry.exists():
         logger.warning("The exported model at %s is incomplete or damaged; exporting it again.", entry)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
     try:
         _export(Path(model_dir), staging, variant, trust_remote_code=trust_remote_code, progress=progress, head=head)
         model = staging / MODEL_FILE
         meta = {"bytes": model.stat().st_size, "sha256": sha256_of(model), "variant": variant,
-                "model_dir": str(Path(model_dir).resolve()), "format": EXPORT_FORMAT}
+                "model": Path(model_dir).resolve().name, "format": EXPORT_FORMAT, "versions": export_versions()}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        if entry.exists():
-            shutil.rmtree(entry, ignore_errors=True)
-        try:
-            os.replace(staging, entry)
-        except OSError:
-            if not _valid(entry):  # another process won the race with a good entry otherwise
-                raise
+        _install(staging, entry)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return entry / MODEL_FILE
+
+
+def _install(staging: Path, entry: Path) -> None:
+    """Rename the finished ``staging`` folder to ``entry``, never deleting a good entry someone may be using."""
+    for _ in range(3):
+        try:
+            os.rename(staging, entry)  # fails while ``entry`` exists (and holds files)
+            return
+        except OSError:
+            if _valid(entry):  # another export won the race: keep its entry, it may already be loaded
+                logger.debug("Another export installed %s first; keeping it", entry)
+                return
+        # A damaged entry: move it aside in one rename (a reader holding its file keeps it), then retry.
+        aside = entry.with_name(f".{entry.name}.damaged-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(entry, aside)
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(aside, ignore_errors=True)
+    raise ConfigError(f"Could not put the exported model in place at {entry}; check the cache folder.")
 
 
 def _export(model_dir: Path, out: Path, variant: str, *, trust_remote_code: bool, progress: bool, head: str) -> None:

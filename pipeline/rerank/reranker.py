@@ -33,14 +33,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from pipeline.config import RerankBackend
 from pipeline.errors import ConfigError
 from pipeline.models.device import default_threads, pick_device
-from pipeline.models.resolve import canonical_name, resolve_model
+from pipeline.models.resolve import canonical_name, inside, resolve_model
 from pipeline.models.tokens import model_token_limit
 from pipeline.rerank.backends import Engine, OnnxEngine, TorchEngine, choose_backend
 from pipeline.rerank.score_cache import ScoreCache
@@ -84,9 +84,10 @@ def transformer_dir(model_path: str | Path) -> Path:
     try:
         modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
         sub = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Transformer")), "")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, TypeError):
         sub = ""
-    return root / sub if sub and (root / sub / "config.json").is_file() else root
+    # Never a folder outside the model's own (a crafted modules.json with "../elsewhere").
+    return root / sub if sub and inside(root, str(sub)) and (root / sub / "config.json").is_file() else root
 
 
 def configured_max_length(model_path: str | Path) -> int | None:
@@ -232,8 +233,11 @@ class Reranker:
         """The backend, as recorded in search results."""
         return self.backend.value
 
-    def logits(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Raw model outputs, one row per pair, computed in length-sorted batches."""
+    def logits(self, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Raw model outputs, one row per pair, computed in length-sorted batches.
+
+        ``groups`` labels each pair with its request: pairs of different requests never share a model batch.
+        """
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
         encoded = self.tokenizer(
@@ -242,17 +246,19 @@ class Reranker:
         )
         names = [n for n in self.engine.input_names if n in encoded]
         rows = [{n: encoded[n][i] for n in names} for i in range(len(pairs))]
-        # One question's pairs per batch: int8 quantises activations with one scale per batch, so a pair's
-        # score must not depend on which other searches share the call (a server batching requests).
-        # Within a question, longest first, so neighbours have similar lengths.
-        groups: dict[str, list[int]] = {}
+        # One request's pairs per batch (one question's, when no requests are named): int8 quantises
+        # activations with one scale per batch, so a pair's score must not depend on which other searches
+        # share the call (a server batching requests, two clients asking the same question). A request's
+        # pairs share batches whatever their questions (a /v1/score call with 1,000 different text_1 is a
+        # few batches, not 1,000). Longest first, so neighbours have similar lengths.
+        by_question: dict[Hashable, list[int]] = {}
         for i, (question, _) in enumerate(pairs):
-            groups.setdefault(question, []).append(i)
+            by_question.setdefault(question if groups is None else ("group", groups[i]), []).append(i)
         lengths = [len(r["input_ids"]) for r in rows]
         pad_id = self.tokenizer.pad_token_id or 0
         left = getattr(self.tokenizer, "padding_side", "right") == "left"
         out: np.ndarray | None = None
-        batches = [b for g in groups.values() for b in length_batches(sorted(g, key=lambda i: -lengths[i]), lengths, self.batch_size)]
+        batches = [b for g in by_question.values() for b in length_batches(sorted(g, key=lambda i: -lengths[i]), lengths, self.batch_size)]
         for chunk in batches:
             logits = self.engine(pad_batch([rows[i] for i in chunk], names, pad_id, left))
             if out is None:
@@ -261,25 +267,34 @@ class Reranker:
         assert out is not None
         return out
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """Probability (0..1) that each passage answers its question (cached pairs are not recomputed)."""
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Probability (0..1) that each passage answers its question (cached pairs are not recomputed).
+
+        ``groups`` (one label per pair, e.g. the request it came from) keeps requests that share this call
+        apart: a pair is batched, and deduplicated, only with pairs of its own group.
+        """
         if not pairs:
             return np.zeros((0,), dtype=np.float32)
+        if groups is not None and len(groups) != len(pairs):
+            raise ValueError(f"{len(groups)} group labels for {len(pairs)} pairs")
         if not self.cache.capacity:
-            return to_probabilities(self.logits(pairs), self.positive)
+            return to_probabilities(self.logits(pairs, groups), self.positive)
         keys = [ScoreCache.key(self.identity, q, p) for q, p in pairs]
         out = np.zeros(len(pairs), dtype=np.float32)
-        todo: dict[tuple[str, str, str], list[int]] = {}
+        todo: dict[tuple[Hashable, tuple[str, str, str]], list[int]] = {}
         for i, key in enumerate(keys):
             value = self.cache.get(key)
             if value is None:
-                todo.setdefault(key, []).append(i)
+                todo.setdefault((None if groups is None else groups[i], key), []).append(i)
             else:
                 out[i] = value
         if todo:
             firsts = [positions[0] for positions in todo.values()]
-            fresh = to_probabilities(self.logits([pairs[i] for i in firsts]), self.positive)
-            for (key, positions), value in zip(todo.items(), fresh):
+            fresh = to_probabilities(
+                self.logits([pairs[i] for i in firsts], None if groups is None else [groups[i] for i in firsts]),
+                self.positive,
+            )
+            for ((_, key), positions), value in zip(todo.items(), fresh):
                 out[positions] = value
                 self.cache.put(key, float(value))
         return out

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from pipeline.apps.server.auth import api_key_check
 from pipeline.apps.server.errors import run_inference, validation_error
 from pipeline.apps.server.limits import DOCUMENTS_PER_SEARCH_UNIT
-from pipeline.apps.server.middleware import BodyLimit
+from pipeline.apps.server.middleware import BodyLimit, ClientWatch
 from pipeline.apps.server.schemas import build_schemas
 from pipeline.apps.server.service import (
     PipelineSource,
@@ -86,15 +86,19 @@ def create_app(
         lifespan=lifespan,
         responses={
             401: {"description": "missing or wrong API key (only when QA_SEARCH_API_KEY is set)"},
+            408: {"description": "the request body did not arrive within body_timeout_s"},
             413: {"description": "a size limit was exceeded: the message names it and what was sent"},
             422: {"description": "invalid input: the message says which field and why"},
-            503: {"description": "the models are still loading, or failed to load (see /readyz)"},
+            429: {"description": "this client has too much work admitted (max_client_pairs); see Retry-After"},
+            503: {"description": "the models are loading or failed (see /readyz), the server is at capacity, "
+                                 "or the request passed request_timeout_s; see Retry-After"},
         },
     )
     app.state.service = service
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    app.add_middleware(ClientWatch)  # outermost: names the client, cancels the work of one that left
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
@@ -135,8 +139,7 @@ def create_app(
         }
 
     async def score_pairs(model_id: str, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int | None]:
-        batcher = service.rerank_batchers[model_id]
-        return await run_inference(batcher.submit(pairs, weight=len(pairs)))
+        return await run_inference(service.score_pairs(model_id, pairs))
 
     async def rerank(body: schemas.RerankRequest) -> dict[str, Any]:
         model_id, _ = service.reranker(body.model)
@@ -186,7 +189,7 @@ def create_app(
         if service.pipeline is None:
             raise HTTPException(404, "This server was started without an index; only /v1/rerank and /v1/score work.")
         overrides = {k: v for k, v in body.model_dump().items() if k != "query" and v is not None}
-        result = await run_inference(service.search_batcher.submit(body.query, key=tuple(sorted(overrides.items()))))
+        result = await run_inference(service.search(body.query, overrides))
         out = result.to_dict()
         reranked = any(h.probability is not None for h in result.hits)
         out["answerable"] = bool(result.answerable_hits) if reranked else None

@@ -25,6 +25,8 @@ async def run_inference(awaitable):
     """Await model work; the pipeline's user errors become 422, an unreachable replica 503, anything else a 500."""
     try:
         return await awaitable
+    except HTTPException:
+        raise  # already an answer (overload 429/503, deadline 503)
     except (QueryError, ConfigError) as exc:
         raise HTTPException(422, str(exc)) from exc
     except ServiceUnavailableError as exc:  # a replica on a Ray cluster failed or timed out

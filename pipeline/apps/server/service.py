@@ -3,21 +3,41 @@
 Inference never runs on the event loop: it goes through a
 :class:`~pipeline.rerank.batching.MicroBatcher` per model, which also lets requests
 that arrive together share one model call (``batching``; switch off to compare).
+
+Under load (see :mod:`pipeline.apps.server.admission`): every request is admitted by its
+weight in pairs or refused at once with 429/503 and ``Retry-After``; a rerank larger than
+``batch_max_pairs`` is split into chunks that queue like any other client's items, so it
+never holds the model while small requests wait; the batchers take turns at the model
+(one :class:`~pipeline.rerank.batching.FairGate`), and clients share each queue by weight;
+a request not done within ``request_timeout_s`` gets 503 and its waiting work is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from pathlib import Path
-from typing import Callable, Hashable, Mapping, Sequence, Union
+from contextlib import contextmanager
+from typing import (
+    Any,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Union,
+)
 
 import numpy as np
 from fastapi import HTTPException
 
+from pipeline.apps.server.admission import Admission, Overloaded, current_client
 from pipeline.apps.server.settings import ServerSettings
 from pipeline.errors import ConfigError, QASearchError
+from pipeline.models.resolve import display_name, hide_paths
 from pipeline.qa import QAPipeline
-from pipeline.rerank.batching import MicroBatcher
+from pipeline.rerank.batching import FairGate, MicroBatcher
 from pipeline.rerank.reranker import Reranker
 
 logger = logging.getLogger(__name__)
@@ -27,8 +47,8 @@ RerankerSource = Union[Mapping[str, Reranker], Callable[[], Mapping[str, Reranke
 
 
 def public_name(name: str) -> str:
-    """A model or index name safe to show clients: a local path becomes its last part."""
-    return Path(name).name if Path(name).exists() else name
+    """A model or index name safe to show clients: a local path (existing or not) becomes its last part."""
+    return display_name(name)
 
 
 def pair_tokens(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> list[int] | None:
@@ -47,9 +67,13 @@ def pair_tokens(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> list[in
 
 
 def score_batch(reranker: Reranker, items: Sequence[Sequence[tuple[str, str]]]) -> list[tuple[np.ndarray, int | None]]:
-    """Scores several requests' pairs in one model call: ``(probabilities, tokens)`` per request."""
+    """Scores several requests' pairs in one model call: ``(probabilities, tokens)`` per request.
+
+    Each request is its own group: its scores are the ones it would get alone (see ``Cascade.score_pairs``).
+    """
     flat = [pair for item in items for pair in item]
-    scores = np.asarray(reranker.score_pairs(flat), dtype=np.float64)
+    groups = [n for n, item in enumerate(items) for _ in item]
+    scores = np.asarray(reranker.score_pairs(flat, groups), dtype=np.float64)
     tokens = pair_tokens(reranker, flat)
     out, offset = [], 0
     for item in items:
@@ -71,9 +95,12 @@ class Service:
         self.default_model: str | None = None
         self.error: str | None = None
         self.ready = False
+        self.admission = Admission(settings.max_pending_pairs, settings.max_client_pairs)
+        self.gate = FairGate(settings.compute_slots)
         self.search_batcher = MicroBatcher(
             self._search_batch, enabled=settings.batching,
             max_batch=settings.batch_max_queries, max_wait_ms=settings.batch_max_wait_ms,
+            gate=self.gate, kind="search",
         )
         self.rerank_batchers: dict[str, MicroBatcher] = {}
         if not callable(pipeline) and not callable(rerankers):
@@ -91,7 +118,8 @@ class Service:
             self._install(pipeline, rerankers)
         except Exception as exc:  # noqa: BLE001 - reported by /readyz, the server stays up
             logger.exception("Loading the models failed")
-            self.error = str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}"
+            # Clients see the reason without the server's paths (the log has them).
+            self.error = hide_paths(str(exc) if isinstance(exc, QASearchError) else f"{type(exc).__name__}: {exc}")
 
     def _install(self, pipeline: QAPipeline | None, rerankers: Mapping[str, Reranker] | None) -> None:
         if rerankers is None:
@@ -106,8 +134,52 @@ class Service:
             self.rerank_batchers[model_id] = MicroBatcher(
                 lambda _key, items, r=reranker: score_batch(r, items), enabled=self.settings.batching,
                 max_batch=self.settings.batch_max_pairs, max_wait_ms=self.settings.batch_max_wait_ms,
+                gate=self.gate, kind="rerank",
             )
         self.ready = True
+
+    async def score_pairs(self, model_id: str, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int | None]:
+        """Admit ``pairs`` (weight: their number), score them in chunks of at most ``batch_max_pairs``."""
+        client = current_client.get()
+        batcher = self.rerank_batchers[model_id]
+        size = self.settings.batch_max_pairs
+        chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)] or [[]]
+        with self._admitted(client, len(pairs)):
+            parts = await self._within_deadline(asyncio.gather(
+                *(batcher.submit(chunk, weight=len(chunk), client=client) for chunk in chunks)))
+        scores = np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in parts]) if parts else np.zeros(0)
+        tokens = None if any(t is None for _, t in parts) else int(sum(t for _, t in parts))
+        return scores, tokens
+
+    async def search(self, query: str, overrides: Mapping[str, Any]):
+        """Admit a search (weight: the candidates it reranks), run it in a shared batch."""
+        assert self.pipeline is not None
+        client = current_client.get()
+        cfg = self.pipeline.settings
+        weight = max(int(overrides.get("candidates", cfg.candidates)), int(overrides.get("top_k", cfg.top_k)))
+        with self._admitted(client, weight):
+            return await self._within_deadline(
+                self.search_batcher.submit(query, key=tuple(sorted(overrides.items())), weight=1, client=client))
+
+    @contextmanager
+    def _admitted(self, client: Hashable, weight: int) -> Iterator[None]:
+        ticket = self.admission.admit(client, weight)
+        try:
+            ticket.__enter__()
+        except Overloaded as exc:
+            raise HTTPException(exc.status, exc.detail, headers={"Retry-After": str(exc.retry_after)}) from None
+        with contextlib.ExitStack() as stack:
+            stack.push(ticket)
+            yield
+
+    async def _within_deadline(self, work: Awaitable):
+        try:
+            return await asyncio.wait_for(work, self.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(
+                503, f"The request was not done within {self.settings.request_timeout_s:g} s (request_timeout_s); "
+                "the server is busy. Retry later.", headers={"Retry-After": str(self.admission.retry_after())},
+            ) from None
 
     def _search_batch(self, key: Hashable, questions: Sequence[str]):
         assert self.pipeline is not None

@@ -40,6 +40,12 @@ class ServerSettings:
         batch_max_pairs: most (query, document) pairs in one shared rerank call.
         batch_max_queries: most questions in one shared search call.
         default_model: reranker used when a request names none (default: the first).
+        max_pending_pairs: most work admitted at once, in (query, document) pairs (a search
+            weighs its candidates); more gets 503 with Retry-After.
+        max_client_pairs: most work one client (API key, else address) may have admitted; more gets 429.
+        request_timeout_s: an admitted request not answered within this gets 503 with Retry-After.
+        body_timeout_s: a request body not received within this gets 408 (a slow-sending client).
+        compute_slots: model calls at once (taken in turns by searches and reranks).
     """
 
     host: str = "127.0.0.1"
@@ -58,6 +64,11 @@ class ServerSettings:
     batch_max_pairs: int = 128
     batch_max_queries: int = 16
     default_model: str | None = None
+    max_pending_pairs: int = 8192
+    max_client_pairs: int = 2048
+    request_timeout_s: float = 30.0
+    body_timeout_s: float = 10.0
+    compute_slots: int = 1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -67,6 +78,15 @@ class ServerSettings:
                     raise ConfigError(f"{f.name} must be a positive whole number, got {value!r}.")
         if not 0 <= self.batch_max_wait_ms <= 1000:
             raise ConfigError(f"batch_max_wait_ms must be between 0 and 1000, got {self.batch_max_wait_ms}.")
+        for name in ("request_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be more than 0 and at most 3600 seconds, got {getattr(self, name)}.")
+        biggest = max(self.max_documents, self.max_candidates)
+        if self.max_client_pairs < biggest or self.max_pending_pairs < self.max_client_pairs:
+            raise ConfigError(
+                f"max_pending_pairs ({self.max_pending_pairs}) >= max_client_pairs ({self.max_client_pairs}) >= "
+                f"the largest request (max_documents / max_candidates, {biggest}) must hold."
+            )
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError(f"{API_KEY_ENV} is set but empty; unset it or give a key.")
 

@@ -5,19 +5,26 @@ Run through the top-level ``app.py``::
     streamlit run app.py                           # indexes/squad-dev, or $QA_SEARCH_INDEX
     streamlit run app.py -- --index indexes/NAME   # another built index
 
-It calls only the public pipeline API (``QAPipeline.load`` / ``search``);
-models and indexes are loaded once per process (``st.cache_resource``) and a
-repeated search is answered from a cache (``st.cache_data``). Every piece of
-paragraph text is HTML-escaped before highlights are added
-(:mod:`pipeline.apps.ui.highlight`).
+It calls only the public pipeline API (``open_index``, ``load_reranker``, ``Reader.load``,
+``QAPipeline(...).search``). Indexes and models are loaded once per process and shared by
+every visitor and every combination of settings, at most a few of each
+(:mod:`pipeline.apps.ui.resources`); a repeated search is answered from a cache
+(``st.cache_data``). What visitors may choose is bounded by the operator
+(:mod:`pipeline.apps.ui.settings`: models from an allowlist, candidates, results, question
+length, searches at once); anything that goes wrong shows one sentence, never a traceback,
+and never a server path. Every piece of paragraph text is HTML-escaped before highlights
+are added (:mod:`pipeline.apps.ui.highlight`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -33,6 +40,13 @@ from pipeline import (
     SearchResult,
 )
 from pipeline.apps.ui.highlight import escape, escape_markdown, highlight_html
+from pipeline.apps.ui.resources import ResourcePool, SearchGate
+from pipeline.apps.ui.settings import MAX_MODEL_NAME_CHARS, UISettings
+from pipeline.models.resolve import display_name, hide_paths, looks_like_path
+from pipeline.qa import load_reranker, open_index
+from pipeline.read.reader import Reader
+
+logger = logging.getLogger(__name__)
 
 STYLE = Path(__file__).with_name("style.css")
 EXAMPLES_FILE = "examples.json"
@@ -53,6 +67,11 @@ MAX_EXAMPLES = 8
 MODE_LABELS = {"hybrid": "Hybrid", "bm25": "BM25", "dense": "Dense"}
 STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "fused": "fused", "rerank": "rerank"}
 TIMING_LABELS = {"bm25": "BM25", "dense": "Dense", "fusion": "Fusion", "rerank": "Rerank", "read": "Reader"}
+#: What a visitor may type as a model when the operator allows free text: a Hugging Face id, nothing else.
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+#: Shown for anything unexpected; the details go to the server log, never to the visitor.
+SOMETHING_WRONG = "Something went wrong on the server; it has been logged. Try again, or try other settings."
+BUSY = "The server is busy with other searches; try again in a moment."
 
 
 
@@ -74,6 +93,12 @@ def built_indexes() -> list[str]:
     return sorted(str(p.parent) for p in INDEXES_DIR.glob("*/manifest.json"))
 
 
+def index_label(index: str) -> str:
+    """How the picker shows an index: a path under the working folder as it is, any other by its last part."""
+    path = Path(index)
+    return index if not path.is_absolute() and ".." not in path.parts and not index.startswith("~") else display_name(index)
+
+
 def index_stamp(index: str) -> float:
     """Modification time of the index manifest, so a rebuilt index is loaded again."""
     try:
@@ -85,10 +110,36 @@ def index_stamp(index: str) -> float:
 # --------------------------------------------------------------------------- cached work
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def load_pipeline(index: str, stamp: float, reranker: str | None, reader: str | None) -> QAPipeline:
-    """Open ``index`` with its models; ``None`` switches the reranker / reader off. Once per process and key."""
-    return QAPipeline.load(index, rerank=reranker is not None, reranker=reranker, read=reader is not None, reader=reader)
+@dataclass
+class Shared:
+    """The process-wide, bounded parts every session uses (see :mod:`pipeline.apps.ui.resources`)."""
+
+    indexes: ResourcePool
+    rerankers: ResourcePool
+    readers: ResourcePool
+    gate: SearchGate
+
+
+@st.cache_resource(show_spinner=False)
+def shared(ui: UISettings) -> Shared:
+    return Shared(
+        indexes=ResourcePool("index", ui.max_indexes),
+        rerankers=ResourcePool("reranker", ui.max_models),
+        readers=ResourcePool("reader", ui.max_models),
+        gate=SearchGate(ui.max_searches, ui.busy_wait_s),
+    )
+
+
+def load_pipeline(parts: Shared, defaults: PipelineConfig, index: str, stamp: float,
+                  reranker: str | None, reader: str | None) -> QAPipeline:
+    """A pipeline over shared parts: the index and each model are loaded once, whatever the toggles."""
+    load = defaults.load
+    search_index, encoder = parts.indexes.get((index, stamp), lambda: open_index(index, load))
+    ranker = None if reranker is None else parts.rerankers.get(
+        reranker, lambda: load_reranker(defaults.replace(reranker=reranker).load))
+    reading = None if reader is None else parts.readers.get(
+        reader, lambda: Reader.load(reader, device=load.device, trust_remote_code=load.trust_remote_code))
+    return QAPipeline(search_index, encoder=encoder, reranker=ranker, reader=reading, config=defaults)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -243,7 +294,7 @@ def topics_for(qa: QAPipeline, limit: int = 6) -> list[str]:
 
 
 def show_missing_index(index: str, exc: QASearchError) -> None:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     if Path(index) == Path(DEFAULT_INDEX):
         st.markdown("Build the SQuAD v1.1 dev index (a few minutes on a CPU):")
         st.code(
@@ -259,34 +310,50 @@ def show_missing_index(index: str, exc: QASearchError) -> None:
 # --------------------------------------------------------------------------- page
 
 
-def sidebar(defaults: PipelineConfig, first_index: str) -> dict:
-    """The controls; returns the chosen index, models and search settings."""
+def model_choice(label: str, key: str, allowed: tuple[str, ...], ui: UISettings, disabled: bool) -> str | None:
+    """A model from the operator's list (shown by display name), or, when allowed, a typed Hugging Face id."""
+    choice = st.selectbox(label, allowed, format_func=display_name, key=key, disabled=disabled) if allowed else None
+    if ui.free_text:
+        typed = st.text_input(f"Other {label.lower()} (Hugging Face id)", key=f"{key}_free", disabled=disabled,
+                              max_chars=MAX_MODEL_NAME_CHARS, placeholder="org/model").strip()
+        if typed:
+            if looks_like_path(typed) or not HUB_ID.fullmatch(typed):
+                st.caption("Only a Hugging Face model id (org/name) can be typed here.")
+            else:
+                choice = typed
+    return choice
+
+
+def sidebar(defaults: PipelineConfig, ui: UISettings, first_index: str) -> dict:
+    """The controls; returns the chosen index, models and search settings (bounded by ``ui``)."""
     with st.sidebar:
         st.header("Settings")
         options = built_indexes()
         if first_index not in options:
             options.insert(0, first_index)
-        index = st.selectbox("Index", options, index=options.index(first_index), key="index")
+        index = st.selectbox("Index", options, index=options.index(first_index), key="index", format_func=index_label)
         mode = st.radio(
             "Retrieval", [m.value for m in RetrievalMode], index=[m.value for m in RetrievalMode].index(defaults.search.mode.value),
             format_func=MODE_LABELS.get, horizontal=True, key="mode",
         )
-        candidates = st.slider("Candidates to rerank", 5, 200, min(max(defaults.search.candidates, 5), 200), 5, key="candidates")
-        top_k = st.slider("Results", 1, 50, min(max(defaults.search.top_k, 1), 50), key="top_k")
+        most = max(ui.max_candidates, 5)
+        candidates = st.slider("Candidates to rerank", 5, most, min(max(defaults.search.candidates, 5), most), 5, key="candidates")
+        top_k = st.slider("Results", 1, max(ui.max_top_k, 2), min(max(defaults.search.top_k, 1), ui.max_top_k), key="top_k")
         threshold = st.slider("Answerable threshold", 0.0, 1.0, float(defaults.search.threshold), 0.05, key="threshold")
         rerank = st.toggle("Rerank with a cross-encoder", value=defaults.load.rerank, key="rerank")
-        reranker = st.text_input("Reranker model (name or path)", value=defaults.load.reranker, key="reranker",
-                                 disabled=not rerank).strip()
+        reranker = model_choice("Reranker", "reranker", ui.rerankers, ui, disabled=not rerank)
         read = st.toggle("Mark the answer (reader)", value=defaults.load.read, key="read")
-        reader = st.text_input("Reader model (name or path)", value=defaults.load.reader, key="reader",
-                               disabled=not read).strip()
+        reader = model_choice("Reader", "reader", ui.readers, ui, disabled=not read)
         st.subheader("Last search")
         latency = st.empty()
         latency.caption("No search yet.")
     reranker = reranker if rerank and reranker else None
     reader = reader if read and reader else None
-    search = {"mode": mode, "candidates": candidates, "top_k": top_k, "threshold": threshold,
-              "rerank": bool(reranker), "read": bool(reader)}
+    # The widgets' ranges are the browser's business; these bounds hold whatever a session sends.
+    search = {"mode": mode, "candidates": max(1, min(int(candidates), ui.max_candidates)),
+              "top_k": max(1, min(int(top_k), ui.max_top_k)), "threshold": min(max(float(threshold), 0.0), 1.0),
+              "rerank": bool(reranker), "read": bool(reader),
+              "max_query_chars": min(ui.max_question_chars, defaults.search.max_query_chars)}
     return {
         "index": index,
         "reranker": reranker,
@@ -303,33 +370,43 @@ def main() -> None:
     st.caption("Ask a question: see which paragraphs of the collection answer it.")
     try:
         defaults = PipelineConfig.from_env()
+        ui = UISettings.from_env(defaults=defaults)
     except QASearchError as exc:
-        st.error(f"Bad QA_SEARCH_* setting: {exc}")
+        st.error(escape_markdown(f"Bad QA_SEARCH_* setting: {exc}"))
         st.stop()
-    choice = sidebar(defaults, start_index(sys.argv[1:], dict(os.environ)))
+    parts = shared(ui)
+    choice = sidebar(defaults, ui, start_index(sys.argv[1:], dict(os.environ)))
     index = choice["index"]
     key = (index, index_stamp(index), choice["reranker"], choice["reader"])
     try:
-        with st.spinner(f"Loading {index} and its models (once per session)…"):
-            qa = load_pipeline(*key)
+        with st.spinner(escape_markdown(f"Loading {Path(index).name} and its models (once for every visitor)…")):
+            qa = load_pipeline(parts, defaults, *key)
     except IndexNotFoundError as exc:
         show_missing_index(index, exc)
         st.stop()
     except ModelNotFoundError as exc:
-        st.error(str(exc))
-        st.caption("Give a model name or local path in the sidebar, or switch that stage off.")
+        logger.warning("A model could not be loaded: %s", exc)
+        names = [display_name(choice[stage]) for stage in ("reranker", "reader") if choice[stage]]
+        st.error(escape_markdown(f"A model is not available on this server ({', '.join(names)})."))
+        st.caption("Pick another model in the sidebar, or switch that stage off.")
         st.stop()
     except QASearchError as exc:
-        st.error(str(exc))
+        logger.warning("Loading failed: %s", exc)
+        st.error(escape_markdown(public_message(exc)))
+        st.stop()
+    except Exception:  # noqa: BLE001 - a visitor sees one sentence; the operator the traceback in the log
+        logger.exception("Loading %s with reranker %s and reader %s failed", index, choice["reranker"], choice["reader"])
+        st.error(SOMETHING_WRONG)
         st.stop()
 
     manifest = qa.index.manifest
-    models = [f"bi-encoder {manifest.bi_encoder['name']}"]
-    models += [f"{stage} {choice[stage]}" for stage in ("reranker", "reader") if choice[stage]]
+    models = [f"bi-encoder {display_name(manifest.bi_encoder['name'])}"]
+    models += [f"{stage} {display_name(choice[stage])}" for stage in ("reranker", "reader") if choice[stage]]
     st.caption(escape_markdown(f"{Path(index).name} · {manifest.passages:,} passages · " + " · ".join(models)))
 
     with st.form("ask", border=False):
-        st.text_input("Question", key="question", placeholder="Ask a question about this collection…")
+        st.text_input("Question", key="question", max_chars=choice["search"]["max_query_chars"],
+                      placeholder="Ask a question about this collection…")
         submitted = st.form_submit_button("Search", type="primary")
     if submitted:
         st.session_state.query = st.session_state.question
@@ -343,12 +420,26 @@ def main() -> None:
     if query is None:
         return
     settings = tuple(sorted(choice["search"].items()))
+    if not parts.gate.enter():
+        st.warning(BUSY)
+        return
     try:
         with st.spinner("Searching…"):
             result = run_search(qa, key, query, settings)
     except QASearchError as exc:
-        st.warning(str(exc))
+        st.warning(escape_markdown(public_message(exc)))
         return
+    except Exception:  # noqa: BLE001 - one sentence for the visitor, the traceback for the operator
+        logger.exception("Search failed (index %s, settings %s)", index, settings)
+        st.error(SOMETHING_WRONG)
+        return
+    finally:
+        parts.gate.leave()
     choice["latency"].html(timings_html(result.timings))
     st.divider()
     show_result(result)
+
+
+def public_message(exc: QASearchError) -> str:
+    """The error's sentence with any server path cut to its last part."""
+    return hide_paths(str(exc))
