@@ -143,8 +143,12 @@ def payload_index(tmp_path, tiny_bi_encoder) -> Path:
 
 
 def test_html_payload_paragraphs_render_as_text(browser, payload_index, tiny_cross_encoder, tiny_reader):
-    # Threshold 0: both paragraphs are shown as open cards whatever the random reranker says.
-    env = {"QA_SEARCH_RERANKER": str(tiny_cross_encoder), "QA_SEARCH_READER": str(tiny_reader), "QA_SEARCH_THRESHOLD": "0"}
+    # Threshold 0 and an answer policy that never abstains: both paragraphs are shown as open cards whatever
+    # the random reranker and reader say.
+    never_abstains = payload_index.parent / "never-abstains.json"
+    never_abstains.write_text(json.dumps({"paragraphs": 3}), encoding="utf-8")
+    env = {"QA_SEARCH_RERANKER": str(tiny_cross_encoder), "QA_SEARCH_READER": str(tiny_reader), "QA_SEARCH_THRESHOLD": "0",
+           "QA_SEARCH_ANSWER_POLICY": str(never_abstains)}
     with running_app(payload_index, **env) as url:
         page = browser.new_page()
         dialogs: list[str] = []

@@ -26,7 +26,7 @@ from ray import serve
 from pipeline.config import PipelineConfig, SearchSettings
 from pipeline.corpus import Passage
 from pipeline.qa import QAPipeline, load_reranker
-from pipeline.read.reader import Reader
+from pipeline.read.reader import Reader, Reading
 from pipeline.results import Answer
 from pipeline.retrieve.retriever import Retrieval
 
@@ -68,15 +68,21 @@ class RerankerDeployment:
         tokenizer = getattr(r, "tokenizer", None) or getattr(getattr(r, "model", None), "tokenizer", None)
         return {"name": r.name, "describe": r.describe(), "max_length": getattr(r, "max_length", None), "tokenizer": tokenizer}
 
-    async def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        return await self.score_batch(pairs)
+    async def score(self, pairs: list[tuple[str, str]], groups: list | None = None) -> np.ndarray:
+        return await self.score_batch((pairs, groups))
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def score_batch(self, requests: list[list[tuple[str, str]]]) -> list[np.ndarray]:
-        flat = [pair for pairs in requests for pair in pairs]
-        scores = np.asarray(await asyncio.to_thread(self.reranker.score_pairs, flat), dtype=np.float64)
+    async def score_batch(self, requests: list[tuple[list[tuple[str, str]], list | None]]) -> list[np.ndarray]:
+        # Each request's pairs keep their own groups (made unique per request), so requests that share this
+        # batch never change each other's scores (the cascade picks its top per group).
+        flat = [pair for pairs, _ in requests for pair in pairs]
+        labels = [(r, None if groups is None else groups[i]) for r, (pairs, groups) in enumerate(requests)
+                  for i in range(len(pairs))]
+        if len(requests) == 1 and requests[0][1] is None:
+            labels = None  # one ungrouped request: scored exactly as the single-process pipeline scores it
+        scores = np.asarray(await asyncio.to_thread(self.reranker.score_pairs, flat, labels), dtype=np.float64)
         out, offset = [], 0
-        for pairs in requests:
+        for pairs, _ in requests:
             out.append(scores[offset : offset + len(pairs)])
             offset += len(pairs)
         return out
@@ -94,3 +100,6 @@ class ReaderDeployment:
 
     def read_pairs(self, pairs: list[tuple[str, str]]) -> list[Answer | None]:
         return self.reader.read_pairs(pairs)
+
+    def spans(self, pairs: list[tuple[str, str]], top: int = 20) -> list[Reading]:
+        return self.reader.spans(pairs, top=top)

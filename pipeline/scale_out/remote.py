@@ -25,7 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
@@ -144,10 +144,12 @@ class RemoteReranker:
     def describe(self) -> str:
         return self._describe
 
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+    def score_pairs(self, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None) -> np.ndarray:
+        """Like :meth:`Reranker.score_pairs`: ``groups`` keeps requests that share a call apart."""
         if not len(pairs):
             return np.zeros(0, dtype=np.float64)
-        return np.asarray(self._call("score", [tuple(p) for p in pairs]), dtype=np.float64)
+        labels = None if groups is None else list(groups)
+        return np.asarray(self._call("score", [tuple(p) for p in pairs], labels), dtype=np.float64)
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         return self.score_pairs([(query, t) for t in texts])
@@ -160,6 +162,10 @@ class RemoteReader:
 
     def read_pairs(self, pairs: Sequence[tuple[str, str]]):
         return self._call("read_pairs", [tuple(p) for p in pairs])
+
+    def spans(self, pairs: Sequence[tuple[str, str]], *, top: int = 20):
+        """Like :meth:`Reader.spans`: each pair's best spans, scored to compare across texts."""
+        return self._call("spans", [tuple(p) for p in pairs], top)
 
 
 class EncoderName:
