@@ -10,6 +10,24 @@ from pipeline.config import DEFAULT_BI_ENCODER, BM25Engine, EncoderBackend, Fais
 from pipeline.errors import QASearchError
 
 
+def _reading(args: argparse.Namespace, progress: bool) -> dict:
+    """How a corpus is read and embedded: the options a build, an --add and a Ray build share."""
+    return {"fmt": args.format, "strict": not args.skip_bad_records, "batch_size": args.batch_size,
+            "device": args.device, "progress": progress}
+
+
+def _windows(args: argparse.Namespace) -> dict:
+    """How long paragraphs become windows (fixed by the first build; --add reuses the manifest's)."""
+    return {"max_tokens": args.window_tokens, "overlap": args.window_overlap}
+
+
+def _print_done(verb: str, report) -> None:
+    print(
+        f"{verb} {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
+        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
+    )
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from pipeline.index import add_to_index, build_index
 
@@ -24,11 +42,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             vectors=args.vectors,
             vectors_check=args.vectors_check,
             encoder_backend=args.encoder_backend,
-            fmt=args.format,
-            strict=not args.skip_bad_records,
-            batch_size=args.batch_size,
-            device=args.device,
-            progress=progress,
+            **_reading(args, progress),
         )
         verb = "Added"
     else:
@@ -46,21 +60,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             encoder_backend=args.encoder_backend,
             resume=not args.restart,
-            fmt=args.format,
-            strict=not args.skip_bad_records,
-            max_tokens=args.window_tokens,
-            overlap=args.window_overlap,
-            batch_size=args.batch_size,
-            device=args.device,
-            progress=progress,
+            **_reading(args, progress),
+            **_windows(args),
         )
         verb = "Built"
         if report.resumed_chunks:
             print(f"Resumed an interrupted build after chunk {report.resumed_chunks}.")
-    print(
-        f"{verb} {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
-        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
-    )
+    _print_done(verb, report)
     print(f"Corpus: {report.corpus.summary()}.")
     faiss = report.manifest.faiss
     if "recall_at_10" in faiss and not args.add:
@@ -88,19 +94,11 @@ def _cmd_build_on_ray(args: argparse.Namespace, progress: bool) -> int:
         work_dir=args.work_dir,
         keep_shards=args.keep_shards,
         faiss_kind=args.faiss,
-        fmt=args.format,
-        strict=not args.skip_bad_records,
-        max_tokens=args.window_tokens,
-        overlap=args.window_overlap,
-        batch_size=args.batch_size,
-        device=args.device,
-        progress=progress,
+        **_reading(args, progress),
+        **_windows(args),
     )
     report = ray_report.build
-    print(
-        f"Built {report.index_path}: {report.passages_added} passages in {report.seconds:.1f} s "
-        f"({report.passages_per_second:.1f}/s); index now holds {report.manifest.passages} passages."
-    )
+    _print_done("Built", report)
     print(ray_report.summary() + ".")
     print(f"Corpus: {report.corpus.summary()}.")
     return 0
