@@ -39,6 +39,27 @@ def checkpoint_dir(out: Path) -> Path:
     return Path(out) / "checkpoints"
 
 
+def training_arguments(settings, out: Path, *, progress: bool, device: str) -> dict:
+    """The Trainer arguments the reranker and the reader share: schedule, seed, checkpoints every
+    ``save_steps`` (the last two kept, so a killed run resumes), logging, no reporting services."""
+    return dict(
+        output_dir=str(checkpoint_dir(out)),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup,
+        seed=settings.seed,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=settings.logging_steps,
+        report_to="none",
+        disable_tqdm=not progress,
+        use_cpu=device == "cpu",
+    )
+
+
 def last_checkpoint(out: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 

@@ -38,7 +38,7 @@ from pipeline.models.resolve import resolve_model
 from pipeline.train import estimate
 from pipeline.train.card import CARD_FILE, read_card, write_card
 from pipeline.train.deps import require_training_libraries
-from pipeline.train.output import checkpoint_dir, install_model, prepare_output
+from pipeline.train.output import install_model, prepare_output, training_arguments
 from pipeline.train.splits import group_folds, split_questions
 
 logger = logging.getLogger(__name__)
@@ -260,20 +260,7 @@ def _fit(train: Sequence[ReaderExample], out: Path, settings: ReaderSettings, *,
         message += f", {estimate.describe(seconds)} on this CPU ({torch.get_num_threads()} threads, if nothing else runs)"
     notify(message + (f"; resuming from {resume}" if resume else "") + ".")
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir(out)),
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup,
-        seed=settings.seed,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        report_to="none",
-        disable_tqdm=not progress,
-        use_cpu=device == "cpu",
+        **training_arguments(settings, out, progress=progress, device=device),
     )
     trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict(features),
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)

@@ -41,7 +41,7 @@ from pipeline.train.data import (
     training_pairs,
 )
 from pipeline.train.deps import require_training_libraries
-from pipeline.train.output import checkpoint_dir, install_model, prepare_output
+from pipeline.train.output import install_model, prepare_output, training_arguments
 from pipeline.train.splits import Split, split_questions
 
 logger = logging.getLogger(__name__)
@@ -260,20 +260,7 @@ def train_reranker(
         "label": [float(p.label) for p in pairs.pairs],
     })
     args = CrossEncoderTrainingArguments(
-        output_dir=str(checkpoint_dir(out)),
-        num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        per_device_train_batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup,
-        seed=settings.seed,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        report_to="none",
-        disable_tqdm=not progress,
-        use_cpu=device == "cpu",
+        **training_arguments(settings, out, progress=progress, device=device),
         dataloader_drop_last=False,
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=BinaryCrossEntropyLoss(model))
