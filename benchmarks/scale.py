@@ -174,7 +174,23 @@ def pct(values: list[float]) -> dict:
     return {"p50": round(statistics.median(values), 3), "p95": round(values[int(0.95 * (len(values) - 1))], 3)}
 
 
-def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, old_up_to: int) -> None:
+def exact_top(queries: np.ndarray, vectors_path: str, k: int = 10, chunk: int = 100_000) -> np.ndarray:
+    """Exact inner-product top-k positions of ``queries`` over every stored vector (read in chunks)."""
+    vectors = np.load(vectors_path, mmap_mode="r")
+    best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(vectors), chunk):
+        scores = queries @ np.asarray(vectors[start:start + chunk], dtype=np.float32).T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        s = np.concatenate([best_s, np.take_along_axis(scores, part, 1)], axis=1)
+        i = np.concatenate([best_i, part + start], axis=1)
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+    return best_i
+
+
+def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, old_up_to: int,
+             vectors_path: str = "") -> None:
     from pipeline.config import SearchSettings
     from pipeline.eval.questions import load_questions, sample_questions
     from pipeline.index import SearchIndex
@@ -216,6 +232,13 @@ def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, o
         t = time.perf_counter()
         retriever.retrieve(q, 50, HYBRID)
         times["hybrid"].append((time.perf_counter() - t) * 1000)
+    recall = None
+    if vectors_path:
+        # recall@10 of the shipped dense settings against exact search, on the real question vectors
+        qvecs = np.asarray(qa.encoder.encode(questions), dtype=np.float32)
+        truth = exact_top(qvecs, vectors_path)
+        found = qa.index.dense.search(qvecs, 10)
+        recall = sum(len({p for p, _ in f} & set(t.tolist())) for f, t in zip(found, truth)) / truth.size
     tops = {}
     for mode in ("bm25", "dense", "hybrid"):
         cands = retriever.retrieve(SUPER_BOWL, 10, SearchSettings(mode=mode)).candidates
@@ -226,6 +249,7 @@ def do_serve(index: str, questions_path: str, reranker: str, n_questions: int, o
         "open_s": round(open_s, 3), "index_rss_mb": round(index_rss, 1), "pipeline_load_s": round(pipeline_s, 2),
         "serving_rss_mb": round(rss_mb(), 1), "latency_ms": {k: pct(v) for k, v in times.items()},
         "super_bowl_top1": tops, "faiss": qa.index.manifest.faiss,
+        "dense_recall_at_10_questions": None if recall is None else round(recall, 4),
     }
     if len(opened) <= old_up_to:
         t0 = time.perf_counter()
@@ -299,7 +323,7 @@ def main() -> None:
         command, *rest = sys.argv[1:]
         {"_build": lambda a: do_build(a[0], a[1], a[2], a[3], int(a[4]), a[5]),
          "_add": lambda a: do_add(*a),
-         "_serve": lambda a: do_serve(a[0], a[1], a[2], int(a[3]), int(a[4])),
+         "_serve": lambda a: do_serve(a[0], a[1], a[2], int(a[3]), int(a[4]), *a[5:]),
          "_encode": lambda a: do_encode_speed(int(a[0]))}[command](rest)
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -334,7 +358,8 @@ def main() -> None:
         build = child(["_build", str(corpus), str(index), str(vectors), args.faiss, str(args.chunk_size), "bm25s"])
         print(f"built in {build['seconds']} s, peak RSS {build['peak_rss_mb']} MB; faiss {build['faiss']}", flush=True)
         row = {"passages": n, "build": build, "disk_mb": disk_usage(index)}
-        row["serve"] = child(["_serve", str(index), str(squad), reranker, str(args.questions), str(args.old_up_to)])
+        row["serve"] = child(["_serve", str(index), str(squad), reranker, str(args.questions), str(args.old_up_to),
+                              str(vectors)])
         print(json.dumps(row["serve"], indent=1), flush=True)
         if args.add:
             extra_corpus, extra_vectors = make_collection(work, args.add, [], sentences, sent_vecs, para_vecs, seed=n + 1,
