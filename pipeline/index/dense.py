@@ -49,7 +49,7 @@ HNSW_M = 32
 HNSW_EF_SEARCH = 128
 AUTO_FLAT_BELOW = 100_000
 TARGET_RECALL = 0.95
-NPROBE_CANDIDATES = (4, 8, 16, 32, 64, 128, 256)
+NPROBE_CANDIDATES = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
 EF_CANDIDATES = (32, 64, 128, 256, 512)
 DEFAULT_K_FACTOR = 4
 RECALL_QUERIES = 300
@@ -248,14 +248,61 @@ class DenseIndex:
         return path
 
     @classmethod
-    def load(cls, directory: str | Path, kind: str | FaissKind, params: dict | None = None, *, mmap: bool = True) -> "DenseIndex":
-        """Open ``dense.faiss``; memory-mapped (read-only) unless ``mmap=False`` (needed to add vectors)."""
+    def load(cls, directory: str | Path, kind: str | FaissKind, params: dict | None = None, *, mmap: bool = True,
+             passages: int | None = None) -> "DenseIndex":
+        """Open ``dense.faiss``; memory-mapped (read-only) unless ``mmap=False`` (needed to add vectors).
+
+        The file comes from whoever built the index, so before FAISS parses it
+        its size is bounded by what ``passages`` vectors can take
+        (:func:`max_file_bytes`), and after, its index type must be the one
+        the manifest's ``kind`` makes; either mismatch is an
+        :class:`IndexMismatchError`, never a crash later in a search.
+        """
         path = Path(directory) / FILE_NAME
+        kind = FaissKind.parse(kind)
+        if passages is not None:
+            size, limit = path.stat().st_size, max_file_bytes(passages)
+            if size > limit:
+                raise IndexMismatchError(
+                    f"{path} is {size:,} bytes, more than {passages:,} passages can take ({limit:,}); it does not belong "
+                    "to this index: rebuild the index."
+                )
         try:
             index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         except RuntimeError as exc:
             raise IndexMismatchError(f"{path} is not a readable FAISS index ({str(exc).splitlines()[0]}); rebuild the index.") from exc
-        return cls(index, FaissKind.parse(kind), params)
+        found = index_kind(index)
+        if found is not kind:
+            raise IndexMismatchError(
+                f"{path} holds a FAISS {type(index).__name__}, but the manifest says {kind.value}; rebuild the index."
+            )
+        return cls(index, kind, params)
+
+
+def max_file_bytes(passages: int, max_dim: int = 8192) -> int:
+    """A generous upper bound on ``dense.faiss`` for ``passages`` vectors of at most ``max_dim`` float32 values.
+
+    Each vector may be stored twice (IVF codes plus the exact copy for re-scoring)
+    plus graph links and ids; the fixed part covers quantiser centroids and headers.
+    """
+    return 64 * 2**20 + 4 * 2**10 * max_dim + passages * (2 * 4 * max_dim + 2048)
+
+
+def index_kind(index: "faiss.Index") -> FaissKind | None:
+    """The :class:`FaissKind` an opened FAISS index was built as (inner-product metric), or None."""
+    if isinstance(index, faiss.IndexRefineFlat):
+        index = faiss.downcast_index(index.base_index)
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return None
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return FaissKind.HNSW
+    if isinstance(index, faiss.IndexIVFPQ):
+        return FaissKind.IVF_PQ
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return FaissKind.IVF_SQ
+    if isinstance(index, faiss.IndexFlat):
+        return FaissKind.FLAT
+    return None
 
 
 class ExactNeighbours:
