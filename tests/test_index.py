@@ -171,7 +171,7 @@ def test_ivf_pq_refuses_tiny_corpora_with_advice(tmp_path, small_corpus, tiny_bi
     with pytest.raises(QASearchError, match="ivf-pq needs at least 1,024 passages.*flat or hnsw"):
         build_index(small_corpus, tmp_path / "pq", bi_encoder=str(tiny_bi_encoder), faiss_kind="ivf-pq", progress=False)
     assert not (tmp_path / "pq").exists()
-    assert list(tmp_path.iterdir()) == []  # no staging directory left behind
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".pq.lock"] == []  # no staging directory left behind
 
 
 def test_interrupted_rebuild_leaves_old_index_intact(tmp_path, small_corpus, tiny_bi_encoder, monkeypatch):
@@ -187,7 +187,7 @@ def test_interrupted_rebuild_leaves_old_index_intact(tmp_path, small_corpus, tin
         build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), progress=False)
     assert digest_tree(out) == before
     # The unfinished build waits beside the index for a resume; the index itself is untouched.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.building", "idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.building", ".idx.lock", "idx"]
     assert len(SearchIndex.load(out)) == 6
 
 
@@ -271,12 +271,14 @@ def test_missing_and_damaged_indexes(tmp_path, tiny_index):
         SearchIndex.load(tmp_path / "nothing")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_index, broken)
-    (broken / "dense.faiss").unlink()
+    data = SearchIndex.load(broken).data_dir
+    assert data.parent == broken and data.name.startswith("v-")  # the files live in the version the manifest names
+    (data / "dense.faiss").unlink()
     with pytest.raises(IndexMismatchError, match="incomplete \\(missing dense.faiss\\)"):
         SearchIndex.load(broken)
     shutil.rmtree(broken)
     shutil.copytree(tiny_index, broken)
-    with PassageWriter(broken / "passages.sqlite") as writer:
+    with PassageWriter(data / "passages.sqlite") as writer:
         writer.append([Passage("extra", "", "extra", "extra")])
     with pytest.raises(IndexMismatchError, match="inconsistent \\(manifest 6, passages 7, bm25 6, faiss 6\\)"):
         SearchIndex.load(broken)

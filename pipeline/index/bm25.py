@@ -173,11 +173,72 @@ class TermTable:
 
     @classmethod
     def load(cls, directory: Path, *, mmap: bool = True) -> "TermTable":
-        arrays = {
-            name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False) for name in ARRAYS
-        }
-        vocab = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+        """Open a saved table, checking types and shapes first (the files may come from someone else).
+
+        Only headers and the last pointer are read: the checks cost nothing at a
+        million passages. The vocabulary JSON, read whole, is bounded by the
+        number of postings (a passage cannot bring more new terms than it holds).
+        """
+        try:
+            arrays = {
+                name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                for name in ARRAYS
+            }
+        except (OSError, ValueError) as exc:
+            raise IndexMismatchError(f"{directory} holds an unreadable term table ({exc}); rebuild the index.") from exc
+        _check_table(directory, arrays)
+        vocab_path = directory / VOCAB_FILE
+        limit = MAX_VOCAB_BYTES_PER_POSTING * (len(arrays["terms"]) + 1) + 2**20
+        if vocab_path.stat().st_size > limit:
+            raise IndexMismatchError(
+                f"{vocab_path} is {vocab_path.stat().st_size:,} bytes, more than its {len(arrays['terms']):,} postings "
+                "can name; rebuild the index."
+            )
+        try:
+            vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise IndexMismatchError(f"{vocab_path} is not valid JSON ({exc}); rebuild the index.") from exc
+        if not isinstance(vocab, dict):
+            raise IndexMismatchError(f"{vocab_path} is not a term → id mapping; rebuild the index.")
         return cls(vocab=vocab, **arrays)
+
+
+MAX_VOCAB_BYTES_PER_POSTING = 256
+
+
+def _check_matrix(directory: Path, scores: dict, passages: int, vocabulary: int) -> None:
+    """Raise :class:`IndexMismatchError` unless bm25s's score matrix fits the term table (headers only)."""
+    try:
+        data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+        ok = (
+            int(scores["num_docs"]) == passages
+            and data.ndim == indices.ndim == indptr.ndim == 1
+            and data.dtype.kind == "f" and indices.dtype.kind in "iu" and indptr.dtype.kind in "iu"
+            and len(data) == len(indices)
+            and len(indptr) <= vocabulary + 2
+            and (len(indptr) == 0 or (int(indptr[0]) == 0 and int(indptr[-1]) == len(data)))
+        )
+    except (KeyError, AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise IndexMismatchError(f"{directory} holds a BM25 matrix that does not fit its term table; rebuild the index.")
+
+
+def _check_table(directory: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Raise :class:`IndexMismatchError` unless the term-table arrays have the types and shapes a build writes."""
+    problems = []
+    for name, kinds in (("terms", "i"), ("tfs", "i"), ("doc_ptr", "i"), ("doc_len", "i")):
+        array = arrays[name]
+        if array.ndim != 1 or array.dtype.kind not in kinds:
+            problems.append(f"{name} is {array.dtype}{list(array.shape)}")
+    if not problems:
+        n = len(arrays["doc_len"])
+        if len(arrays["tfs"]) != len(arrays["terms"]):
+            problems.append(f"{len(arrays['tfs'])} counts for {len(arrays['terms'])} terms")
+        if len(arrays["doc_ptr"]) != n + 1 or int(arrays["doc_ptr"][0]) != 0 or int(arrays["doc_ptr"][-1]) != len(arrays["terms"]):
+            problems.append("the passage pointers do not cover the terms")
+    if problems:
+        raise IndexMismatchError(f"{directory} holds a damaged term table ({'; '.join(problems)}); rebuild the index.")
 
 
 def _idf(df: np.ndarray, n: int, method: str) -> np.ndarray:
@@ -348,7 +409,11 @@ class BM25Index:
         if engine is BM25Engine.BM25S and header["engine"] == BM25Engine.BM25S.value:
             import bm25s
 
-            model = bm25s.BM25.load(directory, mmap=mmap, load_vocab=False)
+            try:
+                model = bm25s.BM25.load(directory, mmap=mmap, load_vocab=False)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise IndexMismatchError(f"{directory} holds an unreadable BM25 matrix ({exc}); rebuild the index.") from exc
+            _check_matrix(directory, model.scores, len(table), len(table.vocab))
             model.vocab_dict = table.vocab
             model.unique_token_ids_set = set(table.vocab.values())
         return cls(table, bm25s_model=model, **kwargs)

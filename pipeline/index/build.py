@@ -1,8 +1,8 @@
 """Build an index from a corpus in chunks (resumable), or add a corpus to one without re-embedding.
 
-An index directory holds ``manifest.json``, ``passages.sqlite`` (the passage
-store), ``bm25/`` (the term table and bm25s's score matrix) and
-``dense.faiss``; none of them is a pickle.
+An index directory holds ``manifest.json`` and, in the version directory
+it names, ``passages.sqlite`` (the passage store), ``bm25/`` (the term table
+and bm25s's score matrix) and ``dense.faiss``; none of them is a pickle.
 
 A build streams the corpus in chunks of ``chunk_size`` passages. For each
 chunk it appends the passages to the store, tokenises them into a term-table
@@ -11,8 +11,11 @@ the chunk as finished in ``build-state.json``. All of this happens in
 ``.NAME.building/`` beside the target: an interrupted build run again with the
 same corpus and settings continues after its last finished chunk. When every
 chunk is done, the BM25 matrix and the FAISS index are assembled from the
-chunks, the manifest is written last, and the finished directory replaces the
-old index with renames only, so the old index stays readable until then.
+chunks, the manifest is written last, and the finished files are published
+as a new version of the index (:mod:`pipeline.index.staging`: one atomic
+rename of the manifest; the old index stays readable throughout). A writer
+holds the index's lock from start to end, so two builds or ``--add`` runs into
+one index never interleave.
 
 ``add_to_index`` copies the passage store, appends the new passages, appends
 their terms to the stored term table (old passages are not re-tokenised),
@@ -55,9 +58,10 @@ from pipeline.index.passages import PassageWriter
 from pipeline.index.search_index import SearchIndex
 from pipeline.index.staging import (
     check_target,
+    publish,
     staged_directory,
-    swap_in,
     work_directory,
+    writer_lock,
 )
 from pipeline.index.vectors import VectorSource, write_shard
 from pipeline.models.encoder import BiEncoder
@@ -202,118 +206,119 @@ def build_index(
     """
     started = time.perf_counter()
     final = Path(index).expanduser()
-    check_target(final)
-    kind = FaissKind.parse(faiss_kind)
-    engine = BM25Engine.parse(bm25_engine)
-    if chunk_size < 1:
-        raise QASearchError(f"--chunk-size must be at least 1 ({chunk_size} given).")
-    encoder = _load_encoder(bi_encoder, device, encoder_backend, progress)
-    info = _encoder_info(encoder)
-    root, corpus_fmt, files = open_corpus(corpus, fmt)
-    checksum = corpus_checksum(files, root)
-    source = VectorSource.open(vectors) if vectors is not None else None
-    if source is not None:
-        source.check_model(encoder)
-        if source.dimension != encoder.dimension:
-            raise QASearchError(
-                f"--vectors {source.path} has {source.dimension}-d vectors, but the bi-encoder {encoder.name!r} makes "
-                f"{encoder.dimension}-d vectors."
-            )
-    tokenizer = BM25Tokenizer()
-    key = {
-        "corpus": checksum, "format": corpus_fmt.value, "strict": strict, "bi_encoder": info["name"],
-        "fingerprint": info["fingerprint"], "windows": [max_tokens, overlap], "chunk_size": chunk_size,
-        "tokenizer": BM25Index(TermTable.empty(), engine=BM25Engine.RANK_BM25).settings_dict()["tokenizer"],
-        "vectors": _vectors_key(vectors),
-        "encoder_backend": None if vectors is not None else EncoderBackend.parse(encoder_backend).value,
-    }
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = work_directory(final)
-    state = Checkpoint.open(work, key, resume=resume)
-    resumed = state.chunks
-    out, chunk_dir = work / "index", work / "chunks"
-    vocab: dict[str, int] = TermTable.load(chunk_dir / f"{state.chunks - 1:05d}").vocab if state.chunks else {}
-    report = CorpusReport()
-    bar = (lambda fs: tqdm(fs, desc="Reading corpus", unit="file")) if progress else None
-    stream = iter_passages(
-        root, corpus_fmt, report=report, strict=strict, tokenizer=encoder.tokenizer,
-        max_tokens=max_tokens, overlap=overlap, progress=bar,
-    )
-    try:
-        with PassageWriter(out / PASSAGES_FILE) as writer:
-            writer.truncate(state.passages)
-            chunks = tqdm(_batched(stream, chunk_size), desc="Chunks", unit="chunk", disable=not progress)
-            for number, chunk in enumerate(chunks):
-                if number < state.chunks:
-                    continue
-                start = state.passages
-                texts = [p.text for p in chunk]
-                t0 = time.perf_counter()
-                writer.append(chunk)
-                t1 = time.perf_counter()
-                table = TermTable.from_tokens(tokenizer.many(texts), vocab)
-                table.save(chunk_dir / f"{number:05d}")
-                t2 = time.perf_counter()
-                if source is None:
-                    write_shard(chunk_dir / "vectors" / f"{number:05d}.npy", encoder.encode(texts, batch_size=batch_size))
-                else:
-                    if len(source) < start + len(chunk):
-                        raise QASearchError(
-                            f"--vectors {source.path} holds {len(source)} vectors, but the corpus has more passages "
-                            f"(at least {start + len(chunk)}); they must be one row per passage, in corpus order."
-                        )
-                    state.vectors_checked += _check_rows(
-                        source, encoder, start, chunk, vectors_check if number == 0 else min(1, vectors_check)
-                    )
-                t3 = time.perf_counter()
-                state.add_seconds("store", t1 - t0)
-                state.add_seconds("tokenise", t2 - t1)
-                state.add_seconds("embed" if source is None else "check_vectors", t3 - t2)
-                state.chunks, state.passages = number + 1, start + len(chunk)
-                state.save()
-        if state.passages == 0:
-            raise CorpusError("the corpus holds no text to index", path=str(corpus))
-        if source is not None and len(source) != state.passages:
-            raise QASearchError(
-                f"--vectors {source.path} holds {len(source)} vectors for {state.passages} passages; "
-                "they must be one row per passage, in corpus order."
-            )
-        t0 = time.perf_counter()
-        table = TermTable.concat([TermTable.load(chunk_dir / f"{c:05d}") for c in range(state.chunks)])
-        bm25 = BM25Index(table, engine=engine, method=bm25_method)
-        bm25.save(out)
-        del table, bm25
-        t1 = time.perf_counter()
-        dense, recall = dense_from_vectors(source or VectorSource.open(chunk_dir / "vectors"), kind, progress=progress)
-        dense.save(out)
-        t2 = time.perf_counter()
-        state.add_seconds("bm25_matrix", t1 - t0)
-        state.add_seconds("faiss", t2 - t1)
-        manifest = Manifest(
-            passages=state.passages,
-            paragraphs=report.paragraphs,
-            bi_encoder=info,
-            faiss={"kind": dense.kind.value, "requested": kind.value, **dense.params(), **recall},
-            bm25=BM25Index.load(out, mmap=True).settings_dict(),
-            corpus={"path": str(corpus), "format": report.format, "sha256": checksum, "report": report.to_dict()},
-            windows={"max_tokens": max_tokens, "overlap": overlap},
-            similarity=SIMILARITY,
-            build={
-                "chunk_size": chunk_size, "chunks": state.chunks, "resumed_after_chunk": resumed,
-            "encoder_backend": key["encoder_backend"],
-                "vectors": None if source is None else {"path": str(source.path), "checked": state.vectors_checked},
-                "seconds": {**state.seconds, "total_this_run": round(time.perf_counter() - started, 2)},
-            },
+    with writer_lock(final):
+        check_target(final)
+        kind = FaissKind.parse(faiss_kind)
+        engine = BM25Engine.parse(bm25_engine)
+        if chunk_size < 1:
+            raise QASearchError(f"--chunk-size must be at least 1 ({chunk_size} given).")
+        encoder = _load_encoder(bi_encoder, device, encoder_backend, progress)
+        info = _encoder_info(encoder)
+        root, corpus_fmt, files = open_corpus(corpus, fmt)
+        checksum = corpus_checksum(files, root)
+        source = VectorSource.open(vectors) if vectors is not None else None
+        if source is not None:
+            source.check_model(encoder)
+            if source.dimension != encoder.dimension:
+                raise QASearchError(
+                    f"--vectors {source.path} has {source.dimension}-d vectors, but the bi-encoder {encoder.name!r} makes "
+                    f"{encoder.dimension}-d vectors."
+                )
+        tokenizer = BM25Tokenizer()
+        key = {
+            "corpus": checksum, "format": corpus_fmt.value, "strict": strict, "bi_encoder": info["name"],
+            "fingerprint": info["fingerprint"], "windows": [max_tokens, overlap], "chunk_size": chunk_size,
+            "tokenizer": BM25Index(TermTable.empty(), engine=BM25Engine.RANK_BM25).settings_dict()["tokenizer"],
+            "vectors": _vectors_key(vectors),
+            "encoder_backend": None if vectors is not None else EncoderBackend.parse(encoder_backend).value,
+        }
+        final.parent.mkdir(parents=True, exist_ok=True)
+        work = work_directory(final)
+        state = Checkpoint.open(work, key, resume=resume)
+        resumed = state.chunks
+        out, chunk_dir = work / "index", work / "chunks"
+        vocab: dict[str, int] = TermTable.load(chunk_dir / f"{state.chunks - 1:05d}").vocab if state.chunks else {}
+        report = CorpusReport()
+        bar = (lambda fs: tqdm(fs, desc="Reading corpus", unit="file")) if progress else None
+        stream = iter_passages(
+            root, corpus_fmt, report=report, strict=strict, tokenizer=encoder.tokenizer,
+            max_tokens=max_tokens, overlap=overlap, progress=bar,
         )
-        manifest.save(out)
-    except QASearchError:
-        shutil.rmtree(work, ignore_errors=True)  # bad input: nothing worth resuming
-        raise
-    swap_in(out, final)
-    shutil.rmtree(work, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    logger.info("Built %s: %d passages in %.1f s", final, state.passages, seconds)
-    return BuildReport(str(final), manifest, report, state.passages, seconds, resumed)
+        try:
+            with PassageWriter(out / PASSAGES_FILE) as writer:
+                writer.truncate(state.passages)
+                chunks = tqdm(_batched(stream, chunk_size), desc="Chunks", unit="chunk", disable=not progress)
+                for number, chunk in enumerate(chunks):
+                    if number < state.chunks:
+                        continue
+                    start = state.passages
+                    texts = [p.text for p in chunk]
+                    t0 = time.perf_counter()
+                    writer.append(chunk)
+                    t1 = time.perf_counter()
+                    table = TermTable.from_tokens(tokenizer.many(texts), vocab)
+                    table.save(chunk_dir / f"{number:05d}")
+                    t2 = time.perf_counter()
+                    if source is None:
+                        write_shard(chunk_dir / "vectors" / f"{number:05d}.npy", encoder.encode(texts, batch_size=batch_size))
+                    else:
+                        if len(source) < start + len(chunk):
+                            raise QASearchError(
+                                f"--vectors {source.path} holds {len(source)} vectors, but the corpus has more passages "
+                                f"(at least {start + len(chunk)}); they must be one row per passage, in corpus order."
+                            )
+                        state.vectors_checked += _check_rows(
+                            source, encoder, start, chunk, vectors_check if number == 0 else min(1, vectors_check)
+                        )
+                    t3 = time.perf_counter()
+                    state.add_seconds("store", t1 - t0)
+                    state.add_seconds("tokenise", t2 - t1)
+                    state.add_seconds("embed" if source is None else "check_vectors", t3 - t2)
+                    state.chunks, state.passages = number + 1, start + len(chunk)
+                    state.save()
+            if state.passages == 0:
+                raise CorpusError("the corpus holds no text to index", path=str(corpus))
+            if source is not None and len(source) != state.passages:
+                raise QASearchError(
+                    f"--vectors {source.path} holds {len(source)} vectors for {state.passages} passages; "
+                    "they must be one row per passage, in corpus order."
+                )
+            t0 = time.perf_counter()
+            table = TermTable.concat([TermTable.load(chunk_dir / f"{c:05d}") for c in range(state.chunks)])
+            bm25 = BM25Index(table, engine=engine, method=bm25_method)
+            bm25.save(out)
+            del table, bm25
+            t1 = time.perf_counter()
+            dense, recall = dense_from_vectors(source or VectorSource.open(chunk_dir / "vectors"), kind, progress=progress)
+            dense.save(out)
+            t2 = time.perf_counter()
+            state.add_seconds("bm25_matrix", t1 - t0)
+            state.add_seconds("faiss", t2 - t1)
+            manifest = Manifest(
+                passages=state.passages,
+                paragraphs=report.paragraphs,
+                bi_encoder=info,
+                faiss={"kind": dense.kind.value, "requested": kind.value, **dense.params(), **recall},
+                bm25=BM25Index.load(out, mmap=True).settings_dict(),
+                corpus={"path": str(corpus), "format": report.format, "sha256": checksum, "report": report.to_dict()},
+                windows={"max_tokens": max_tokens, "overlap": overlap},
+                similarity=SIMILARITY,
+                build={
+                    "chunk_size": chunk_size, "chunks": state.chunks, "resumed_after_chunk": resumed,
+                "encoder_backend": key["encoder_backend"],
+                    "vectors": None if source is None else {"path": str(source.path), "checked": state.vectors_checked},
+                    "seconds": {**state.seconds, "total_this_run": round(time.perf_counter() - started, 2)},
+                },
+            )
+            manifest.save(out)
+        except QASearchError:
+            shutil.rmtree(work, ignore_errors=True)  # bad input: nothing worth resuming
+            raise
+        publish(out, final)
+        shutil.rmtree(work, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        logger.info("Built %s: %d passages in %.1f s", final, state.passages, seconds)
+        return BuildReport(str(final), manifest, report, state.passages, seconds, resumed)
 
 
 def add_to_index(
@@ -338,71 +343,73 @@ def add_to_index(
     """
     started = time.perf_counter()
     final = Path(index).expanduser()
-    current = SearchIndex.load(final)
-    manifest = current.manifest
-    # A name taken from the index's manifest is never downloaded (it is someone else's choice of model).
-    encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress,
-                            allow_download=bi_encoder is not None)
-    current.check_encoder(encoder)
-    source = VectorSource.open(vectors) if vectors is not None else None
-    if source is not None:
-        source.check_model(encoder)
-    root, corpus_fmt, files = open_corpus(corpus, fmt)
-    report = CorpusReport()
-    bar = (lambda fs: tqdm(fs, desc="Reading corpus", unit="file")) if progress else None
-    new: list[Passage] = []
-    rows: list[int] = []
-    stream = iter_passages(
-        root, corpus_fmt, report=report, strict=strict, tokenizer=encoder.tokenizer,
-        max_tokens=manifest.windows["max_tokens"], overlap=manifest.windows["overlap"], progress=bar,
-    )
-    for row, passage in enumerate(stream):
-        stored = current.passages.text_of(passage.id)
-        if stored is not None and stored != passage.text:
-            raise CorpusError(f"passage id {passage.id!r} is already in the index with different text", path=str(corpus))
-        if stored is not None or current.passages.has_text(passage.text):
-            report.duplicates_removed += 1
-            continue
-        new.append(passage)
-        rows.append(row)
-    if source is not None and len(source) != report.passages:
-        raise QASearchError(
-            f"--vectors {source.path} holds {len(source)} vectors for the {report.passages} passages of {corpus}; "
-            "they must be one row per passage, in corpus order."
+    with writer_lock(final):
+        current = SearchIndex.load(final)
+        manifest = current.manifest
+        # A name taken from the index's manifest is never downloaded (it is someone else's choice of model).
+        encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress,
+                                allow_download=bi_encoder is not None)
+        current.check_encoder(encoder)
+        source = VectorSource.open(vectors) if vectors is not None else None
+        if source is not None:
+            source.check_model(encoder)
+        root, corpus_fmt, files = open_corpus(corpus, fmt)
+        report = CorpusReport()
+        bar = (lambda fs: tqdm(fs, desc="Reading corpus", unit="file")) if progress else None
+        new: list[Passage] = []
+        rows: list[int] = []
+        stream = iter_passages(
+            root, corpus_fmt, report=report, strict=strict, tokenizer=encoder.tokenizer,
+            max_tokens=manifest.windows["max_tokens"], overlap=manifest.windows["overlap"], progress=bar,
         )
-    texts = [p.text for p in new]
-    if source is None:
-        logger.info("Embedding %d new passages with %s", len(new), encoder.name)
-        vectors_new = encoder.encode(texts, batch_size=batch_size, progress=progress)
-    else:
-        vectors_new = source.take(rows)
-        picks = list(range(0, len(new), max(1, len(new) // max(1, vectors_check))))[:vectors_check] if vectors_check else []
-        if picks:
-            source.check_passages(encoder, [rows[i] for i in picks], [texts[i] for i in picks], [new[i].id for i in picks])
-    with staged_directory(final) as staging:
-        shutil.copyfile(final / PASSAGES_FILE, staging / PASSAGES_FILE)
-        with PassageWriter(staging / PASSAGES_FILE) as writer:
-            writer.append(new)
-        current.bm25.extended(texts).save(staging)
-        dense = DenseIndex.load(final, manifest.faiss["kind"], current.dense.params(), mmap=False)
-        dense.add(vectors_new)
-        dense.save(staging)
-        manifest.passages = len(current) + len(new)
-        manifest.paragraphs += report.paragraphs
-        manifest.bm25 = BM25Index.load(staging, mmap=True).settings_dict()
-        manifest.updated_at = utc_now()
-        manifest.additions.append(
-            {
-                "path": str(corpus),
-                "sha256": corpus_checksum(files, root),
-                "passages": len(new),
-                "at": manifest.updated_at,
-                "vectors": None if source is None else str(source.path),
-                "report": report.to_dict(),
-            }
-        )
-        manifest.save(staging)
-        current.close()
-    seconds = time.perf_counter() - started
-    logger.info("Added %d passages to %s in %.1f s", len(new), final, seconds)
-    return BuildReport(str(final), manifest, report, len(new), seconds)
+        for row, passage in enumerate(stream):
+            stored = current.passages.text_of(passage.id)
+            if stored is not None and stored != passage.text:
+                raise CorpusError(f"passage id {passage.id!r} is already in the index with different text", path=str(corpus))
+            if stored is not None or current.passages.has_text(passage.text):
+                report.duplicates_removed += 1
+                continue
+            new.append(passage)
+            rows.append(row)
+        if source is not None and len(source) != report.passages:
+            raise QASearchError(
+                f"--vectors {source.path} holds {len(source)} vectors for the {report.passages} passages of {corpus}; "
+                "they must be one row per passage, in corpus order."
+            )
+        texts = [p.text for p in new]
+        if source is None:
+            logger.info("Embedding %d new passages with %s", len(new), encoder.name)
+            vectors_new = encoder.encode(texts, batch_size=batch_size, progress=progress)
+        else:
+            vectors_new = source.take(rows)
+            picks = list(range(0, len(new), max(1, len(new) // max(1, vectors_check))))[:vectors_check] if vectors_check else []
+            if picks:
+                source.check_passages(encoder, [rows[i] for i in picks], [texts[i] for i in picks], [new[i].id for i in picks])
+        with staged_directory(final) as staging:
+            shutil.copyfile(current.data_dir / PASSAGES_FILE, staging / PASSAGES_FILE)
+            with PassageWriter(staging / PASSAGES_FILE) as writer:
+                writer.append(new)
+            current.bm25.extended(texts).save(staging)
+            dense = DenseIndex.load(current.data_dir, manifest.faiss["kind"], current.dense.params(), mmap=False)
+            dense.add(vectors_new)
+            dense.save(staging)
+            manifest.passages = len(current) + len(new)
+            manifest.paragraphs += report.paragraphs
+            manifest.bm25 = BM25Index.load(staging, mmap=True).settings_dict()
+            manifest.updated_at = utc_now()
+            manifest.directory = "."  # the copy inside the version; publish() writes the pointer
+            manifest.additions.append(
+                {
+                    "path": str(corpus),
+                    "sha256": corpus_checksum(files, root),
+                    "passages": len(new),
+                    "at": manifest.updated_at,
+                    "vectors": None if source is None else str(source.path),
+                    "report": report.to_dict(),
+                }
+            )
+            manifest.save(staging)
+            current.close()
+        seconds = time.perf_counter() - started
+        logger.info("Added %d passages to %s in %.1f s", len(new), final, seconds)
+        return BuildReport(str(final), manifest, report, len(new), seconds)

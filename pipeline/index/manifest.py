@@ -13,7 +13,8 @@ from typing import Any
 from pipeline.errors import IndexMismatchError, IndexNotFoundError
 
 FILE_NAME = "manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)  # 2: files beside the manifest; 3: ``directory`` names the version holding them
 
 
 def library_versions() -> dict[str, str]:
@@ -52,6 +53,7 @@ class Manifest:
     updated_at: str | None = None
     additions: list[dict[str, Any]] = field(default_factory=list)
     build: dict[str, Any] = field(default_factory=dict)
+    directory: str = "."
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,9 +77,10 @@ class Manifest:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise IndexMismatchError(f"{path} is not valid JSON ({exc}); rebuild the index.") from exc
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise IndexMismatchError(
-                f"{path} has index format {version!r}; this qa-search reads format {FORMAT_VERSION}: rebuild the index "
+                f"{path} has index format {version!r}; this qa-search reads formats "
+                f"{', '.join(map(str, READABLE_FORMATS))}: rebuild the index "
                 f"with: qa-search build --corpus PATH --index {directory}"
             )
         known = set(cls.__dataclass_fields__)

@@ -25,13 +25,13 @@ from pipeline.index.bm25 import TABLE_FILE as BM25_TABLE
 from pipeline.index.bm25 import BM25Index
 from pipeline.index.dense import FILE_NAME as DENSE_FILE
 from pipeline.index.dense import DenseIndex
-from pipeline.index.manifest import FILE_NAME as MANIFEST_FILE
 from pipeline.index.manifest import Manifest
 from pipeline.index.passages import FILE_NAME as PASSAGES_FILE
 from pipeline.index.passages import PassageStore
+from pipeline.index.staging import data_directory, recover
 from pipeline.models.encoder import BiEncoder
 
-INDEX_FILES = (MANIFEST_FILE, PASSAGES_FILE, f"{BM25_DIR}/{BM25_TABLE}", DENSE_FILE)
+DATA_FILES = (PASSAGES_FILE, f"{BM25_DIR}/{BM25_TABLE}", DENSE_FILE)
 FINGERPRINT_MIN_COSINE = 0.999
 
 
@@ -39,11 +39,15 @@ class SearchIndex:
     """An opened index: the passage store, the BM25 index, the FAISS index and the manifest.
 
     ``index.passages[i]`` is the passage at position ``i`` (the position BM25
-    and FAISS return); ``index.position(id)`` goes the other way.
+    and FAISS return); ``index.position(id)`` goes the other way. ``data_dir``
+    is the version directory the files were opened from: an index republished
+    while this one is open does not change what it reads.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, passages: PassageStore, bm25: BM25Index, dense: DenseIndex):
+    def __init__(self, path: Path, manifest: Manifest, passages: PassageStore, bm25: BM25Index, dense: DenseIndex,
+                 data_dir: Path | None = None):
         self.path = path
+        self.data_dir = data_dir or path
         self.manifest = manifest
         self.passages = passages
         self.bm25 = bm25
@@ -72,21 +76,22 @@ class SearchIndex:
         settings stored in the manifest; ``mmap=False`` reads everything into memory.
         """
         path = Path(path).expanduser()
-        if not path.is_dir():
+        if not path.is_dir() and not recover(path):
             raise IndexNotFoundError(
                 f"No index at {path}; build one with: qa-search build --corpus PATH --index {path}"
             )
         manifest = Manifest.load(path)
-        missing = [name for name in INDEX_FILES if not (path / name).is_file()]
+        data = data_directory(path, manifest.directory)
+        missing = [name for name in DATA_FILES if not (data / name).is_file()]
         if missing:
             raise IndexMismatchError(
                 f"The index at {path} is incomplete (missing {', '.join(missing)}); rebuild it with: "
                 f"qa-search build --corpus PATH --index {path}"
             )
-        passages = PassageStore.open(path / PASSAGES_FILE)
-        bm25 = BM25Index.load(path, engine=bm25_engine, mmap=mmap)
+        passages = PassageStore.open(data / PASSAGES_FILE)
+        bm25 = BM25Index.load(data, engine=bm25_engine, mmap=mmap)
         params = {k: manifest.faiss[k] for k in ("nlist", "nprobe", "efSearch", "k_factor", "M") if k in manifest.faiss}
-        dense = DenseIndex.load(path, manifest.faiss["kind"], params, mmap=mmap)
+        dense = DenseIndex.load(data, manifest.faiss["kind"], params, mmap=mmap, passages=manifest.passages)
         dense.set_params(nprobe=nprobe, efSearch=ef_search)
         counts = {"manifest": manifest.passages, "passages": len(passages), "bm25": len(bm25), "faiss": len(dense)}
         if len(set(counts.values())) != 1:
@@ -97,7 +102,7 @@ class SearchIndex:
                 f"The FAISS index at {path} has dimension {dense.dimension}, the manifest "
                 f"{manifest.bi_encoder['dimension']}; rebuild it."
             )
-        return cls(path, manifest, passages, bm25, dense)
+        return cls(path, manifest, passages, bm25, dense, data)
 
     def close(self) -> None:
         self.passages.close()

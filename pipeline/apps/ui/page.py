@@ -87,10 +87,10 @@ def start_index(argv: list[str], env: dict[str, str]) -> str:
 
 
 def built_indexes() -> list[str]:
-    """Index directories (holding a ``manifest.json``) under ``indexes/``."""
+    """Index directories (holding a ``manifest.json``) under ``indexes/``; hidden ones (a writer's temporaries) are not."""
     if not INDEXES_DIR.is_dir():
         return []
-    return sorted(str(p.parent) for p in INDEXES_DIR.glob("*/manifest.json"))
+    return sorted(str(p.parent) for p in INDEXES_DIR.glob("*/manifest.json") if not p.parent.name.startswith("."))
 
 
 def index_label(index: str) -> str:
