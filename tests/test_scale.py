@@ -183,6 +183,45 @@ def test_build_killed_after_a_chunk_resumes_and_matches_a_clean_build(tmp_path, 
     np.testing.assert_array_equal(a[3], b[3])
 
 
+@pytest.mark.slow
+def test_cli_build_killed_with_sigkill_resumes_to_the_same_index(tmp_path, tiny_bi_encoder):
+    """A real kill (no clean-up runs), as benchmarks/kill_resume.py does at a million passages."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n, chunk = 8_000, 400
+    corpus = write_jsonl(tmp_path / "c.jsonl", generated_texts(n, length=(20, 40)))
+    np.save(tmp_path / "v.npy", clustered_vectors(n, dim=BiEncoder.load(str(tiny_bi_encoder), device="cpu").dimension))
+
+    def command(index):
+        return [sys.executable, "-m", "pipeline.apps.cli.main", "build", "--corpus", str(corpus), "--index", str(index),
+                "--bi-encoder", str(tiny_bi_encoder), "--vectors", str(tmp_path / "v.npy"), "--vectors-check", "0",
+                "--chunk-size", str(chunk), "--faiss", "flat", "-q"]
+
+    build_index(corpus, tmp_path / "clean", bi_encoder=str(tiny_bi_encoder), vectors=tmp_path / "v.npy", vectors_check=0,
+                chunk_size=chunk, faiss_kind="flat", progress=False)
+    proc = subprocess.Popen(command(tmp_path / "idx"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / ".idx.building" / "build-state.json"
+    chunks = 0
+    while proc.poll() is None and chunks < 3:
+        try:
+            chunks = json.loads(state.read_text())["chunks"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the build finished before it could be killed"
+    assert not (tmp_path / "idx").exists() and 3 <= json.loads(state.read_text())["chunks"] < n // chunk
+    subprocess.run(command(tmp_path / "idx"), check=True, capture_output=True)
+    resumed = SearchIndex.load(tmp_path / "idx").manifest.build["resumed_after_chunk"]
+    assert resumed >= 3
+    a, b = index_contents(tmp_path / "clean"), index_contents(tmp_path / "idx")
+    assert a[:3] == b[:3]
+    np.testing.assert_array_equal(a[3], b[3])
+
+
 def test_changed_corpus_discards_the_unfinished_build(tmp_path, tiny_bi_encoder, monkeypatch):
     corpus = write_jsonl(tmp_path / "c.jsonl", generated_texts(6))
     original = Checkpoint.save
