@@ -81,7 +81,7 @@ class Server:
 
     def __init__(self, args: argparse.Namespace, batching: bool):
         self.port = free_port()
-        cmd = [sys.executable, "-m", "pipeline.apps.cli.main", "serve", "--index", args.index, "--reranker", args.reranker,
+        cmd = [sys.executable, "-m", "pipeline.apps.cli", "serve", "--index", args.index, "--reranker", args.reranker,
                "--host", "127.0.0.1", "--port", str(self.port), "--batch-wait-ms", str(args.batch_wait_ms)]
         cmd += ["--no-read"] if args.no_read else ["--reader", args.reader]
         if args.device:

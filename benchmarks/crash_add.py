@@ -34,7 +34,7 @@ SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.apps.cli.main", *args]
+    return [sys.executable, "-m", "pipeline.apps.cli", *args]
 
 
 def env() -> dict[str, str]:

@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     index = Path(args.index)
-    command = [sys.executable, "-m", "pipeline.apps.cli.main", "build", "--corpus", args.corpus, "--vectors", args.vectors,
+    command = [sys.executable, "-m", "pipeline.apps.cli", "build", "--corpus", args.corpus, "--vectors", args.vectors,
                "--vectors-check", "0", "--index", str(index), "--chunk-size", str(args.chunk_size),
                "--window-tokens", "0", "--window-overlap", "0", "--faiss", "auto", "--bm25-engine", "bm25s", "-q"]
     state = index.with_name(f".{index.name}.building") / "build-state.json"

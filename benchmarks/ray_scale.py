@@ -126,7 +126,7 @@ class ServerProcess:
 
     def __init__(self, args, extra: list[str]):
         self.port = free_port()
-        cmd = [sys.executable, "-m", "pipeline.apps.cli.main", "serve", "--index", args.index, "--reranker", args.reranker,
+        cmd = [sys.executable, "-m", "pipeline.apps.cli", "serve", "--index", args.index, "--reranker", args.reranker,
                "--reader", args.reader, "--host", "127.0.0.1", "--port", str(self.port), *extra]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -196,7 +196,7 @@ def test_cli_build_killed_with_sigkill_resumes_to_the_same_index(tmp_path, tiny_
     np.save(tmp_path / "v.npy", clustered_vectors(n, dim=BiEncoder.load(str(tiny_bi_encoder), device="cpu").dimension))
 
     def command(index):
-        return [sys.executable, "-m", "pipeline.apps.cli.main", "build", "--corpus", str(corpus), "--index", str(index),
+        return [sys.executable, "-m", "pipeline.apps.cli", "build", "--corpus", str(corpus), "--index", str(index),
                 "--bi-encoder", str(tiny_bi_encoder), "--vectors", str(tmp_path / "v.npy"), "--vectors-check", "0",
                 "--chunk-size", str(chunk), "--faiss", "flat", "-q"]
 
