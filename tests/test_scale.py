@@ -298,6 +298,28 @@ def test_add_with_vectors_skips_rows_of_known_passages(tmp_path, small_corpus, t
     assert index.passages[index.bm25.search("Oslo Norway", 1)[0][0]].id == "oslo"
 
 
+def test_add_with_trusted_vectors_loads_no_model_but_checks_their_sidecar(tmp_path, small_corpus, tiny_bi_encoder,
+                                                                         other_tiny_bi_encoder, monkeypatch):
+    out = tmp_path / "idx"
+    build_index(small_corpus, out, bi_encoder=str(tiny_bi_encoder), max_tokens=0, overlap=0, progress=False)
+    texts = ["Oslo is the capital of Norway.", "Lima is the capital of Peru."]
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(["oslo", "lima"], texts)))
+    mine = BiEncoder.load(str(tiny_bi_encoder), device="cpu")
+    other = BiEncoder.load(str(other_tiny_bi_encoder), device="cpu")
+    np.save(tmp_path / "extra.npy", mine.encode(texts))
+    (tmp_path / "wrong").mkdir()
+    np.save(tmp_path / "wrong" / "00000.npy", other.encode(texts))
+    (tmp_path / "wrong" / "vectors.json").write_text(json.dumps({"model": "other", "fingerprint": other.fingerprint()}))
+    monkeypatch.setattr(BiEncoder, "load", classmethod(lambda *a, **k: pytest.fail("the bi-encoder was loaded")))
+    with pytest.raises(IndexMismatchError, match="embeds the probe text differently"):
+        add_to_index(out, extra, vectors=tmp_path / "wrong", vectors_check=0, progress=False)
+    report = add_to_index(out, extra, vectors=tmp_path / "extra.npy", vectors_check=0, progress=False)
+    assert report.passages_added == 2
+    index = SearchIndex.load(out)
+    assert index.passages[index.bm25.search("Lima Peru", 1)[0][0]].id == "lima"
+
+
 # -- dense index by size, recall in the manifest ----------------------------------------------------
 
 

@@ -257,25 +257,33 @@ def score_matrix(table: TermTable, *, k1: float, b: float, method: str) -> dict:
     """bm25s's precomputed score matrix (``data``, ``indices``, ``indptr``, ``num_docs``) from a term table.
 
     Same formulas and dtypes as ``bm25s.BM25.index`` (float32 scores, int32
-    passage indices, int64 column pointers), vectorised.
+    passage indices, int64 column pointers), vectorised: every posting is
+    scored in passage order, then scipy's CSR → CSC conversion (one counting
+    pass in C++, passages kept ascending within a term) lays the scores out
+    by term. At 85M postings that is about 2 s, against 30 s for a NumPy
+    argsort and two random gathers.
     """
+    from scipy import sparse
+
     n, n_vocab = len(table), len(table.vocab)
     terms = np.asarray(table.terms)
     tfs = np.asarray(table.tfs, dtype=np.float32)
     doc_len = np.asarray(table.doc_len)
+    doc_ptr = np.asarray(table.doc_ptr, dtype=np.int64)
     avg = float(doc_len.mean()) if n else 1.0
     df = np.bincount(terms, minlength=n_vocab)
     idf = _idf(df, n, method).astype(np.float32)
-    doc_of = np.repeat(np.arange(n, dtype=np.int32), np.diff(np.asarray(table.doc_ptr)))
     norm = (k1 * ((1 - b) + b * doc_len.astype(np.float32) / np.float32(avg or 1.0))).astype(np.float32)
-    tfc = tfs / (norm[doc_of] + tfs) if method != "atire" else tfs * np.float32(k1 + 1) / (tfs + norm[doc_of])
+    norm = np.repeat(norm, np.diff(doc_ptr))
+    tfc = tfs / (norm + tfs) if method != "atire" else tfs * np.float32(k1 + 1) / (tfs + norm)
     data = (idf[terms] * tfc).astype(np.float32)
-    # Column order (by term, passages ascending within a term). A vocabulary that fits 16 bits is
-    # sorted by numpy's radix sort, about 40% faster than the general stable sort at 85M postings.
-    order = np.argsort(terms.astype(np.uint16) if n_vocab <= 1 << 16 else terms, kind="stable")
-    indptr = np.zeros(n_vocab + 1, np.int64)
-    np.cumsum(df, out=indptr[1:])
-    return {"data": data[order], "indices": doc_of[order], "indptr": indptr, "num_docs": n}
+    by_term = sparse.csr_matrix((data, terms, doc_ptr), shape=(n, n_vocab), copy=False).tocsc()
+    return {
+        "data": by_term.data.astype(np.float32, copy=False),
+        "indices": by_term.indices.astype(np.int32, copy=False),
+        "indptr": by_term.indptr.astype(np.int64, copy=False),
+        "num_docs": n,
+    }
 
 
 class BM25Index:

@@ -134,6 +134,24 @@ class Checkpoint:
         self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 3)
 
 
+@dataclass(frozen=True)
+class RecordedModel:
+    """The bi-encoder as an index's manifest records it (name, dimension, probe fingerprint), not loaded."""
+
+    name: str
+    dimension: int
+    probe: tuple[float, ...]
+    tokenizer: None = None
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> "RecordedModel":
+        info = manifest.bi_encoder
+        return cls(info["name"], int(info["dimension"]), tuple(info["fingerprint"]))
+
+    def fingerprint(self) -> list[float]:
+        return list(self.probe)
+
+
 def _batched(items: Iterable[Passage], size: int) -> Iterator[list[Passage]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -346,11 +364,16 @@ def add_to_index(
     with writer_lock(final):
         current = SearchIndex.load(final)
         manifest = current.manifest
-        # A name taken from the index's manifest is never downloaded (it is someone else's choice of model).
-        encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress,
-                                allow_download=bi_encoder is not None)
-        current.check_encoder(encoder)
         source = VectorSource.open(vectors) if vectors is not None else None
+        if source is not None and not vectors_check and bi_encoder is None and not manifest.windows["max_tokens"]:
+            # Trusted vectors, no windows: nothing needs the model, so it is not loaded (about 10 s at
+            # every --add); the vectors' sidecar is checked against the model identity the index records.
+            encoder = RecordedModel.of(manifest)
+        else:
+            # A name taken from the index's manifest is never downloaded (it is someone else's choice of model).
+            encoder = _load_encoder(bi_encoder or manifest.bi_encoder["name"], device, encoder_backend, progress,
+                                    allow_download=bi_encoder is not None)
+            current.check_encoder(encoder)
         if source is not None:
             source.check_model(encoder)
         root, corpus_fmt, files = open_corpus(corpus, fmt)
