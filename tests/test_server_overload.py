@@ -99,6 +99,27 @@ def test_a_rerank_over_batch_max_pairs_does_not_hold_up_small_ones(base):
     assert len(big.json()["results"]) == 1000
 
 
+def test_a_chunked_rerank_through_a_cascade_gets_its_scores_alone_with_one_rescoring(base, tiny_electra_cross_encoder):
+    """A request split into chunks is screened chunk by chunk, then its own best ``keep`` are re-scored once:
+    the same scores as the cascade alone, whatever ``batch_max_pairs`` (before, every chunk kept its own top
+    ``keep``, so a 1,000-document request re-scored hundreds of pairs and its scores depended on the chunking)."""
+    from pipeline.rerank.cascade import Cascade
+
+    main = Reranker.load(str(tiny_electra_cross_encoder), device="cpu", backend="torch", cache_size=0)
+    documents = docs(40, "many") + docs(2, "many")  # two repeated documents take one place each
+    expected = Cascade(base, main, keep=3).score(QUESTION, documents)
+    for size in (4, 7, 64):
+        rescoring = Slow(Reranker(main.model, "tiny", cache_size=0), 0.0)
+        app = create_app(None, rerankers={"tiny": Cascade(base, rescoring, keep=3)},
+                         settings=ServerSettings(batch_max_pairs=size))
+        ((response, _),) = asyncio.run(post_all(app, [(0, "/v1/rerank", {"query": QUESTION, "documents": documents,
+                                                                              "top_n": len(documents)}, "c")]))
+        assert response.status_code == 200
+        got = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
+        assert [got[i] for i in range(len(documents))] == pytest.approx(expected.tolist(), abs=1e-6)
+        assert rescoring.calls == 1 and len(rescoring.seen) == 3
+
+
 def test_score_with_many_different_text_1_is_a_few_model_calls(base):
     counted = Reranker(base.model, "tiny", cache_size=0)
     counted.engine = CountingEngine(counted.engine)

@@ -64,6 +64,11 @@ class Cascade:
         never takes another's places.
         """
         first = self.first.score_pairs(pairs, groups)
+        return first, self.select(pairs, first, groups)
+
+    def select(self, pairs: Sequence[tuple[str, str]], first: np.ndarray,
+               groups: Sequence[Hashable] | None = None) -> list[int]:
+        """The indices (into ``pairs``) of each question's best ``keep`` by first-stage probability, per group."""
         by_question: dict[tuple[Hashable, str], list[int]] = {}
         for i, (question, _) in enumerate(pairs):
             by_question.setdefault(_label(groups, i, question), []).append(i)
@@ -71,7 +76,7 @@ class Cascade:
         for indices in by_question.values():
             ranked = sorted(indices, key=lambda i: (-first[i], i))
             keep.extend(ranked[: self.keep])
-        return first, sorted(keep)
+        return sorted(keep)
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None) -> np.ndarray:
         """Probabilities like :meth:`Reranker.score_pairs`; ``groups`` labels each pair with its request.
@@ -96,9 +101,19 @@ class Cascade:
                 out[where] = value
             return out
         first, keep = self.kept(pairs, groups)
-        out = np.array(first, dtype=np.float32)
         main = self.main.score_pairs([pairs[i] for i in keep], None if groups is None else [groups[i] for i in keep])
-        out[keep] = main
+        return self.combine(pairs, first, keep, main, groups)
+
+    def combine(self, pairs: Sequence[tuple[str, str]], first: np.ndarray, keep: Sequence[int], main: np.ndarray,
+                groups: Sequence[Hashable] | None = None) -> np.ndarray:
+        """The cascade's probabilities from both stages' scores: ``main`` for the kept pairs, the first stage's
+        capped just below the lowest kept probability of the same question (and group) for the others.
+
+        Split from :meth:`score_pairs` so that a server can run the two stages as separate batched calls
+        (every chunk of a large request screened first, then its own best ``keep`` re-scored).
+        """
+        out = np.array(first, dtype=np.float32)
+        out[list(keep)] = main
         floor: dict[tuple[Hashable, str], float] = {}
         for i, value in zip(keep, main):
             label = _label(groups, i, pairs[i][0])

@@ -38,6 +38,7 @@ from pipeline.errors import ConfigError, QASearchError
 from pipeline.models.resolve import display_name, hide_paths
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import FairGate, MicroBatcher
+from pipeline.rerank.cascade import Cascade
 from pipeline.rerank.reranker import Reranker
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ def pair_tokens(reranker: Reranker, pairs: Sequence[tuple[str, str]]) -> list[in
     return [len(ids) for ids in encoded["input_ids"]]
 
 
-def score_batch(reranker: Reranker, items: Sequence[Sequence[tuple[str, str]]]) -> list[tuple[np.ndarray, int | None]]:
-    """Scores several requests' pairs in one model call: ``(probabilities, tokens)`` per request.
+def score_batch(reranker: Reranker, items: Sequence[Sequence[tuple[str, str]]]) -> list[tuple[np.ndarray, list[int] | None]]:
+    """Scores several requests' pairs in one model call: ``(probabilities, tokens per pair)`` per request.
 
     Each request is its own group: its scores are the ones it would get alone (see ``Cascade.score_pairs``).
     """
@@ -78,9 +79,21 @@ def score_batch(reranker: Reranker, items: Sequence[Sequence[tuple[str, str]]]) 
     out, offset = [], 0
     for item in items:
         end = offset + len(item)
-        out.append((scores[offset:end], None if tokens is None else int(sum(tokens[offset:end]))))
+        out.append((scores[offset:end], None if tokens is None else tokens[offset:end]))
         offset = end
     return out
+
+
+#: Batcher keys: which part of a reranker a batched call runs (a cascade's two stages run as separate calls).
+WHOLE, SCREEN, RESCORE = None, "screen", "rescore"
+
+
+def stage_of(reranker: Reranker | Cascade, key: Hashable) -> Reranker | Cascade:
+    if key == SCREEN:
+        return reranker.first
+    if key == RESCORE:
+        return reranker.main
+    return reranker
 
 
 class Service:
@@ -132,23 +145,47 @@ class Service:
         self.pipeline, self.rerankers, self.default_model = pipeline, dict(rerankers), default
         for model_id, reranker in self.rerankers.items():
             self.rerank_batchers[model_id] = MicroBatcher(
-                lambda _key, items, r=reranker: score_batch(r, items), enabled=self.settings.batching,
+                lambda key, items, r=reranker: score_batch(stage_of(r, key), items), enabled=self.settings.batching,
                 max_batch=self.settings.batch_max_pairs, max_wait_ms=self.settings.batch_max_wait_ms,
                 gate=self.gate, kind="rerank",
             )
         self.ready = True
 
     async def score_pairs(self, model_id: str, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int | None]:
-        """Admit ``pairs`` (weight: their number), score them in chunks of at most ``batch_max_pairs``."""
+        """Admit ``pairs`` (weight: their number), score them in chunks of at most ``batch_max_pairs``.
+
+        With a cascade (the int8 screen and fp32 re-scoring of the default CPU backend) the request's
+        chunks are screened first, then the request's own best ``keep`` per question are re-scored in one
+        more call: its scores do not depend on how it was chunked or who shared its calls, and a large
+        request costs one re-scoring, not one per chunk.
+        """
         client = current_client.get()
+        with self._admitted(client, len(pairs)):
+            return await self._within_deadline(self._score(model_id, pairs, client))
+
+    async def _score(self, model_id: str, pairs: list[tuple[str, str]], client: Hashable) -> tuple[np.ndarray, int | None]:
+        reranker = self.rerankers[model_id]
+        if not isinstance(reranker, Cascade) or not pairs:
+            scores, tokens = await self._chunked(model_id, WHOLE, pairs, client)
+            return scores, None if tokens is None else int(sum(tokens))
+        distinct = list(dict.fromkeys(pairs))  # a document sent twice takes one place of the cascade's keep
+        first, tokens = await self._chunked(model_id, SCREEN, distinct, client)
+        keep = reranker.select(distinct, first)
+        main, _ = await self._chunked(model_id, RESCORE, [distinct[i] for i in keep], client)
+        scores = reranker.combine(distinct, first, keep, main).astype(np.float64)
+        where = {pair: i for i, pair in enumerate(distinct)}
+        at = [where[pair] for pair in pairs]
+        return scores[at], None if tokens is None else int(sum(tokens[i] for i in at))
+
+    async def _chunked(self, model_id: str, key: Hashable, pairs: list[tuple[str, str]],
+                       client: Hashable) -> tuple[np.ndarray, list[int] | None]:
         batcher = self.rerank_batchers[model_id]
         size = self.settings.batch_max_pairs
         chunks = [pairs[i:i + size] for i in range(0, len(pairs), size)] or [[]]
-        with self._admitted(client, len(pairs)):
-            parts = await self._within_deadline(asyncio.gather(
-                *(batcher.submit(chunk, weight=len(chunk), client=client) for chunk in chunks)))
+        parts = await asyncio.gather(
+            *(batcher.submit(chunk, key=key, weight=len(chunk), client=client) for chunk in chunks))
         scores = np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in parts]) if parts else np.zeros(0)
-        tokens = None if any(t is None for _, t in parts) else int(sum(t for _, t in parts))
+        tokens = None if any(t is None for _, t in parts) else [n for _, t in parts for n in t]
         return scores, tokens
 
     async def search(self, query: str, overrides: Mapping[str, Any]):
