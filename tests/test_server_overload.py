@@ -87,6 +87,30 @@ def test_overload_gets_429_for_a_greedy_client_and_503_when_full_with_retry_afte
     assert state.pending == 0 and not state.by_client  # everything admitted was released
 
 
+def test_a_client_at_its_limit_is_refused_before_its_body_is_read(base):
+    """A client holding its whole share gets 429 at once, for any body: the server never reads or parses it
+    (a greedy client resending large bodies cannot keep the event loop busy with JSON)."""
+    from pipeline.apps.server.middleware import client_id
+
+    app = app_with(base, max_client_pairs=50, max_documents=50, max_candidates=50)
+    admission = app.state.service.admission
+    greedy = client_id({"headers": [(b"authorization", b"Bearer greedy")]})
+    admission.by_client[greedy] = 50
+
+    async def send(token: str, body: bytes):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/v1/rerank", content=body, headers={"Authorization": f"Bearer {token}",
+                                                                            "Content-Type": "application/json"})
+
+    refused = asyncio.run(send("greedy", b"{not json"))
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "max_client_pairs" in refused.json()["detail"] and admission.refused[429] == 1
+    assert asyncio.run(send("other", b"{not json")).status_code == 422  # others' bodies are still read
+    del admission.by_client[greedy]
+    assert asyncio.run(send("greedy", json.dumps({"query": QUESTION, "documents": ["a", "b"]}).encode())).status_code == 200
+
+
 def test_a_rerank_over_batch_max_pairs_does_not_hold_up_small_ones(base):
     slow = Slow(base, 0.03)
     app = app_with(slow, batch_max_pairs=50)
@@ -231,4 +255,25 @@ def test_fair_queue_serves_the_least_served_client_first():
         return [queue.get_nowait().item for _ in range(6)]
 
     order = asyncio.run(scenario())
-    assert order == ["big0", "small0", "small1", "small2", "big1", "big2"]
+    # Items are taken by finish tag (served + weight): the small ones, queued after the big client's three
+    # chunks, still go first (each would finish after 4 pairs, the big chunk after 128); then the big ones.
+    assert order == ["small0", "small1", "small2", "big0", "big1", "big2"]
+
+
+def test_fair_queue_lets_a_small_item_pass_big_lanes_level_with_it():
+    """A client returning with a small item, level with two busy big clients, waits for no big chunk (before,
+    ties went to the older lanes, so a small request waited for a chunk of each big client, twice per cascade)."""
+    from pipeline.rerank.batching import FairQueue, _Pending
+
+    async def scenario():
+        queue = FairQueue()
+        loop = asyncio.get_running_loop()
+        for n in range(4):
+            queue.put_nowait(_Pending(f"big{n}", None, 8, loop.create_future(), "big"))
+            queue.put_nowait(_Pending(f"greedy{n}", None, 8, loop.create_future(), "greedy"))
+        served = [queue.get_nowait().item for _ in range(2)]
+        queue.put_nowait(_Pending("small", None, 4, loop.create_future(), "small"))
+        return served, queue.get_nowait().item
+
+    served, next_item = asyncio.run(scenario())
+    assert sorted(served) == ["big0", "greedy0"] and next_item == "small"

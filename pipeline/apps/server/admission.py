@@ -62,18 +62,28 @@ class Admission:
         """Seconds until the work now admitted is likely done (at least 1)."""
         return max(1, math.ceil(self.pending / max(self.rate, 1.0)))
 
+    def at_limit(self, client: Hashable) -> bool:
+        """True when ``client`` holds its whole share, so any request of it would be refused with 429."""
+        return self.by_client.get(client, 0) >= self.max_per_client
+
+    def refuse_client(self, client: Hashable, weight: int | None = None) -> Overloaded:
+        """The 429 for ``client`` (counted), to raise or to send."""
+        self.refused[429] += 1
+        held = self.by_client.get(client, 0)
+        adding = "" if weight is None else f"; with these {weight:,} it would go"
+        return Overloaded(
+            429,
+            f"This client already has {held:,} pairs of work waiting{adding or '; more would go'} over "
+            f"{self.max_per_client:,} (max_client_pairs). Retry later.",
+            self.retry_after(),
+        )
+
     @contextmanager
     def admit(self, client: Hashable, weight: int) -> Iterator[None]:
         weight = max(1, int(weight))
         with self._lock:
             if self.by_client[client] + weight > self.max_per_client:
-                self.refused[429] += 1
-                raise Overloaded(
-                    429,
-                    f"This client already has {self.by_client[client]:,} pairs of work waiting; with these "
-                    f"{weight:,} it would go over {self.max_per_client:,} (max_client_pairs). Retry later.",
-                    self.retry_after(),
-                )
+                raise self.refuse_client(client, weight)
             if self.pending + weight > self.max_pending:
                 self.refused[503] += 1
                 raise Overloaded(

@@ -98,7 +98,8 @@ def create_app(
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-    app.add_middleware(ClientWatch)  # outermost: names the client, cancels the work of one that left
+    # outermost: names the client, refuses one at its limit before reading its body, cancels the work of one that left
+    app.add_middleware(ClientWatch, admission=service.admission)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],

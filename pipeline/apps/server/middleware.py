@@ -80,13 +80,22 @@ class ClientWatch:
     """ASGI middleware: names the client for admission and fair turns (:data:`current_client`), and cancels
     the request's handler when the client disconnects before its answer, so its queued work is dropped."""
 
-    def __init__(self, app):
+    def __init__(self, app, admission=None):
         self.app = app
+        self.admission = admission
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        token = current_client.set(client_id(scope))
+        who = client_id(scope)
+        if self.admission is not None and scope.get("method") == "POST" and self.admission.at_limit(who):
+            # A client already holding its whole share gets 429 before its body is read or parsed: a client
+            # hammering with large requests costs the event loop almost nothing (no JSON, no validation).
+            exc = self.admission.refuse_client(who)
+            response = JSONResponse({"detail": exc.detail}, status_code=exc.status,
+                                    headers={"Retry-After": str(exc.retry_after), "Connection": "close"})
+            return await response(scope, receive, send)
+        token = current_client.set(who)
         body_done = asyncio.Event()
         gone = asyncio.Event()
 
