@@ -65,9 +65,11 @@ class FairQueue:
     """An unbounded async queue that shares the work fairly between clients, by weight (FIFO within a client).
 
     Each client's lane counts the weight (pairs) it has been served; the next item comes from the waiting
-    lane served least so far. A lane that was idle starts level with the least-served waiting lane (no
-    credit banked while away). So a client sending 128-pair chunks gets one chunk while each client with
-    4-pair requests gets 32 of them: small requests go ahead of a big one's chunks, and nobody starves.
+    lane whose next item would finish first (served so far + the item's weight, as in weighted fair
+    queueing). A lane that was idle starts level with the least-served waiting lane (no credit banked
+    while away). So a client sending 128-pair chunks gets one chunk while each client with 4-pair
+    requests gets 32 of them: small requests go ahead of a big one's chunks, a small request arriving
+    waits only for the call in progress, and nobody starves.
     """
 
     def __init__(self) -> None:
@@ -89,7 +91,10 @@ class FairQueue:
     def get_nowait(self) -> _Pending:
         if not self._size:
             raise asyncio.QueueEmpty
-        client = min(self._lanes, key=lambda c: self._served[c])  # ties: the lane that waited longest
+        # The lane whose next item would finish first (served so far + that item's weight): a small item
+        # of a client level with a big one's goes first, so it waits for the call in progress only.
+        # Ties: the lane that waited longest.
+        client = min(self._lanes, key=lambda c: self._served[c] + self._lanes[c][0].weight)
         lane = self._lanes[client]
         item = lane.popleft()
         self._served[client] += item.weight
