@@ -348,6 +348,44 @@ def test_manifest_recall_is_measured_against_exact_search(tmp_path, tiny_bi_enco
     assert exact.recall(found) == pytest.approx(faiss_info["recall_at_10"], abs=1e-4)
 
 
+def test_add_to_a_trained_index_writes_a_delta_and_links_the_main_file(tmp_path, tiny_bi_encoder):
+    """--add into an IVF index hard-links the unchanged main file and writes only the new vectors (exact,
+    searched and merged by score); past 5% of the main index the delta is merged into it."""
+    n = 3000
+    corpus = write_jsonl(tmp_path / "c.jsonl", generated_texts(n, length=(3, 8)))
+    vecs = clustered_vectors(n, seed=0)
+    np.save(tmp_path / "v.npy", vecs)
+    out = tmp_path / "idx"
+    build_index(corpus, out, bi_encoder=str(tiny_bi_encoder), vectors=tmp_path / "v.npy", vectors_check=0,
+                faiss_kind="ivf-sq", chunk_size=1000, max_tokens=0, overlap=0, progress=False)
+    before = SearchIndex.load(out)
+
+    def add(count: int, seed: int):
+        texts = [f"added passage {seed}-{i} " + t for i, t in enumerate(generated_texts(count, seed=seed))]
+        extra = write_jsonl(tmp_path / f"add{seed}.jsonl", texts, prefix=f"a{seed}-")
+        new = clustered_vectors(count, seed=seed)
+        np.save(tmp_path / f"add{seed}.npy", new)
+        add_to_index(out, extra, vectors=tmp_path / f"add{seed}.npy", vectors_check=0, progress=False)
+        return new
+
+    first = add(100, 7)
+    index = SearchIndex.load(out)
+    assert len(index) == n + 100 and int(index.dense.index.ntotal) == n and index.manifest.faiss["delta"] == 100
+    main_file = index.data_dir / "dense.faiss"
+    assert main_file.stat().st_ino == (before.data_dir / "dense.faiss").stat().st_ino  # linked, not rewritten
+    assert (index.data_dir / "dense-delta.faiss").is_file()
+    # An added vector is found first for itself; old ones still are.
+    hits = index.dense.search(np.vstack([first[:3], vecs[:3]]), 5)
+    assert [h[0][0] for h in hits[:3]] == [n, n + 1, n + 2]
+    assert [h[0][0] for h in hits[3:]] == [0, 1, 2]
+    np.testing.assert_allclose(index.dense.reconstruct_n(n - 1, 2), np.vstack([vecs[-1:], first[:1]]), atol=2e-2)
+    second = add(100, 8)  # 200 > 5% of 3,000: merged into the main index
+    index = SearchIndex.load(out)
+    assert len(index) == n + 200 and int(index.dense.index.ntotal) == n + 200 and index.dense.delta is None
+    assert not (index.data_dir / "dense-delta.faiss").exists()
+    assert index.dense.search(second[:1], 1)[0][0][0] == n + 100
+
+
 def test_auto_kind_is_flat_for_small_collections(tiny_index):
     faiss_info = SearchIndex.load(tiny_index).manifest.faiss
     assert faiss_info["requested"] == "auto" and faiss_info["kind"] == "flat" and faiss_info["recall_at_10"] == 1.0

@@ -51,7 +51,7 @@ from pipeline.corpus import (
 )
 from pipeline.errors import CorpusError, QASearchError
 from pipeline.index.bm25 import DEFAULT_METHOD, BM25Index, BM25Tokenizer, TermTable
-from pipeline.index.dense import SIMILARITY, DenseIndex, dense_from_vectors
+from pipeline.index.dense import SIMILARITY, dense_from_vectors
 from pipeline.index.manifest import Manifest, utc_now
 from pipeline.index.passages import FILE_NAME as PASSAGES_FILE
 from pipeline.index.passages import PassageWriter
@@ -413,9 +413,8 @@ def add_to_index(
             with PassageWriter(staging / PASSAGES_FILE) as writer:
                 writer.append(new)
             current.bm25.extended(texts).save(staging)
-            dense = DenseIndex.load(current.data_dir, manifest.faiss["kind"], current.dense.params(), mmap=False)
-            dense.add(vectors_new)
-            dense.save(staging)
+            dense = current.dense.extended(vectors_new, current.data_dir, staging)
+            manifest.faiss["delta"] = len(dense) - int(dense.index.ntotal)
             manifest.passages = len(current) + len(new)
             manifest.paragraphs += report.paragraphs
             manifest.bm25 = BM25Index.load(staging, mmap=True).settings_dict()

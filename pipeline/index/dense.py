@@ -19,6 +19,12 @@ per query (:meth:`DenseIndex.search`). Files are FAISS's own binary format
 (no pickle), opened memory-mapped (``IO_FLAG_MMAP_IFC``), so opening reads
 nothing but the headers and the OS pages vectors in as queries touch them.
 
+Vectors added to a trained index (``qa-search build --add``) go to a small
+exact *delta* (``dense-delta.faiss``, flat) beside the main file, which is
+not rewritten: an add costs its own vectors, not the whole index. A search
+merges both by score. When the delta passes :data:`DELTA_MERGE_SHARE` of the
+main index it is merged into it (one full rewrite).
+
 Example::
 
     >>> import numpy as np
@@ -32,6 +38,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -44,6 +52,9 @@ from pipeline.errors import ConfigError, IndexMismatchError
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "dense.faiss"
+DELTA_FILE = "dense-delta.faiss"
+#: The delta is merged into the main index once it holds more than this share of its vectors.
+DELTA_MERGE_SHARE = 0.05
 SIMILARITY = "cosine (inner product of L2-normalised vectors)"
 HNSW_M = 32
 HNSW_EF_SEARCH = 128
@@ -84,17 +95,32 @@ def _pq_m(dim: int) -> int:
 
 
 class DenseIndex:
-    def __init__(self, index: "faiss.Index", kind: FaissKind, params: dict | None = None):
+    """A FAISS index (``index``: the main one, of ``kind``) and the exact delta of vectors added since it was built."""
+
+    def __init__(self, index: "faiss.Index", kind: FaissKind, params: dict | None = None,
+                 delta: "faiss.Index | None" = None):
         self.index = index
         self.kind = kind
         self.params_: dict = dict(params or {})
+        self.delta = delta
 
     @property
     def dimension(self) -> int:
         return int(self.index.d)
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) + (int(self.delta.ntotal) if self.delta is not None else 0)
+
+    def reconstruct_n(self, start: int, n: int) -> np.ndarray:
+        """Stored vectors ``start .. start + n`` (the main index, then the delta)."""
+        main = int(self.index.ntotal)
+        parts = []
+        if start < main:
+            parts.append(self.index.reconstruct_n(start, min(n, main - start)))
+        rest = start + n - max(start, main)
+        if rest > 0 and self.delta is not None:
+            parts.append(self.delta.reconstruct_n(max(start, main) - main, rest))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
 
     # -- building -----------------------------------------------------------------------------------
 
@@ -148,8 +174,35 @@ class DenseIndex:
         return dense
 
     def add(self, vectors: np.ndarray) -> None:
+        """Add to the main index (a build). See :meth:`extended` for adding to a saved index."""
         if len(vectors):
             self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def extended(self, vectors: np.ndarray, source: Path, out: Path) -> "DenseIndex":
+        """Write this index plus ``vectors`` into ``out``; ``source`` holds this index's files.
+
+        A flat index, or a delta past :data:`DELTA_MERGE_SHARE`, is rewritten whole; otherwise the main
+        file is hard-linked (copied where links are impossible) and only the delta is written.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        held = int(self.delta.ntotal) if self.delta is not None else 0
+        if self.kind is FaissKind.FLAT or held + len(vectors) > DELTA_MERGE_SHARE * self.index.ntotal:
+            merged = faiss.read_index(str(source / FILE_NAME))
+            if held:
+                merged.add(self.delta.reconstruct_n(0, held))
+            if len(vectors):
+                merged.add(vectors)
+            out_index = DenseIndex(merged, self.kind, self.params_)
+            out_index.save(out)
+            return out_index
+        delta = faiss.IndexFlatIP(self.dimension)
+        if held:
+            delta.add(self.delta.reconstruct_n(0, held))
+        if len(vectors):
+            delta.add(vectors)
+        link_or_copy(source / FILE_NAME, out / FILE_NAME)
+        faiss.write_index(delta, str(out / DELTA_FILE))
+        return DenseIndex(self.index, self.kind, self.params_, delta)
 
     # -- searching ----------------------------------------------------------------------------------
 
@@ -174,8 +227,17 @@ class DenseIndex:
             faiss.omp_set_num_threads(1)
         try:
             if params is None:
-                return self.index.search(queries, k)
-            return self.index.search(queries, k, params=params)
+                scores, ids = self.index.search(queries, k)
+            else:
+                scores, ids = self.index.search(queries, k, params=params)
+            if self.delta is None or not self.delta.ntotal:
+                return scores, ids
+            d_scores, d_ids = self.delta.search(queries, min(k, int(self.delta.ntotal)))
+            d_ids = np.where(d_ids >= 0, d_ids + int(self.index.ntotal), -1)
+            scores, ids = np.concatenate([scores, d_scores], axis=1), np.concatenate([ids, d_ids], axis=1)
+            scores = np.where(ids >= 0, scores, -np.inf)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
         finally:
             faiss.omp_set_num_threads(threads)
 
@@ -245,6 +307,8 @@ class DenseIndex:
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / FILE_NAME
         faiss.write_index(self.index, str(path))
+        if self.delta is not None and self.delta.ntotal:
+            faiss.write_index(self.delta, str(Path(directory) / DELTA_FILE))
         return path
 
     @classmethod
@@ -276,7 +340,26 @@ class DenseIndex:
             raise IndexMismatchError(
                 f"{path} holds a FAISS {type(index).__name__}, but the manifest says {kind.value}; rebuild the index."
             )
-        return cls(index, kind, params)
+        delta = None
+        delta_path = Path(directory) / DELTA_FILE
+        if delta_path.is_file():
+            if passages is not None and delta_path.stat().st_size > max_file_bytes(passages):
+                raise IndexMismatchError(f"{delta_path} is larger than {passages:,} passages can take; rebuild the index.")
+            try:
+                delta = faiss.read_index(str(delta_path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+            except RuntimeError as exc:
+                raise IndexMismatchError(f"{delta_path} is not a readable FAISS index; rebuild the index.") from exc
+            if index_kind(delta) is not FaissKind.FLAT or delta.d != index.d:
+                raise IndexMismatchError(f"{delta_path} is not a flat index of {index.d}-d vectors; rebuild the index.")
+        return cls(index, kind, params, delta)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (files of a published version never change), else copy it."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def max_file_bytes(passages: int, max_dim: int = 8192) -> int:
