@@ -280,8 +280,8 @@ def examples_for(qa: QAPipeline) -> list[str]:
             return [q.strip() for q in listed if isinstance(q, str) and q.strip()][:MAX_EXAMPLES]
     if qa.index.manifest.corpus.get("format") != "squad":
         return []
-    ids = {p.id for p in qa.index.passages}
-    return [q for q, gold in SQUAD_EXAMPLES.items() if gold in ids]
+    # One indexed look-up per example (not a pass over every passage id: an index may hold millions).
+    return [q for q, gold in SQUAD_EXAMPLES.items() if qa.index.passages.text_of(gold) is not None]
 
 
 def topics_for(qa: QAPipeline, limit: int = 6) -> list[str]:
