@@ -19,7 +19,10 @@ one index never interleave.
 
 ``add_to_index`` copies the passage store, appends the new passages, appends
 their terms to the stored term table (old passages are not re-tokenised),
-recomputes the BM25 matrix, and adds only the new vectors to FAISS.
+recomputes the BM25 matrix, and writes only the new vectors to FAISS (an
+exact delta beside the unchanged, hard-linked main file; see
+:meth:`~pipeline.index.dense.DenseIndex.extended`). With ``--vectors``,
+``--vectors-check 0`` and no windows it loads no model at all.
 
 Example::
 
