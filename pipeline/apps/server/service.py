@@ -154,10 +154,11 @@ class Service:
     async def score_pairs(self, model_id: str, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int | None]:
         """Admit ``pairs`` (weight: their number), score them in chunks of at most ``batch_max_pairs``.
 
-        With a cascade (the int8 screen and fp32 re-scoring of the default CPU backend) the request's
-        chunks are screened first, then the request's own best ``keep`` per question are re-scored in one
-        more call: its scores do not depend on how it was chunked or who shared its calls, and a large
-        request costs one re-scoring, not one per chunk.
+        With a cascade (the int8 screen and fp32 re-scoring of the default CPU backend) a request that
+        fits one chunk runs both stages in one call; a larger one has its chunks screened first, then its
+        own best ``keep`` per question re-scored in one more call. Either way its scores are the ones it
+        gets alone (not dependent on the chunking or on who shared its calls), and a large request costs
+        one re-scoring, not one per chunk.
         """
         client = current_client.get()
         with self._admitted(client, len(pairs)):
@@ -165,7 +166,8 @@ class Service:
 
     async def _score(self, model_id: str, pairs: list[tuple[str, str]], client: Hashable) -> tuple[np.ndarray, int | None]:
         reranker = self.rerankers[model_id]
-        if not isinstance(reranker, Cascade) or not pairs:
+        if not isinstance(reranker, Cascade) or len(pairs) <= self.settings.batch_max_pairs:
+            # One call, both cascade stages in it: a small request waits in the queue once, not twice.
             scores, tokens = await self._chunked(model_id, WHOLE, pairs, client)
             return scores, None if tokens is None else int(sum(tokens))
         distinct = list(dict.fromkeys(pairs))  # a document sent twice takes one place of the cascade's keep
