@@ -265,3 +265,19 @@ def test_missing_training_extra_is_one_error_line(monkeypatch, tmp_path, capsys)
     assert main(["train", "reader", "--questions", str(tmp_path / "q.json"), "--out", str(tmp_path / "o"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: qa-search train needs datasets: pip install 'qa-search[train]'."]
+
+
+def test_group_folds_leave_out_a_held_out_question_asked_in_a_training_article():
+    """SQuAD asks "What is the population of Los Angeles?" in two articles: no fold may report on it after training on it."""
+    from types import SimpleNamespace
+
+    from pipeline.train.splits import group_folds
+
+    questions = [SimpleNamespace(id=f"q{a}-{i}", text=f"Question {i} of article {a}?", group=f"A{a}", article=a)
+                 for a in range(2) for i in range(3)]
+    questions.append(SimpleNamespace(id="dup", text="question 0 of article 0?  ", group="A1", article=1))
+    folds = group_folds(questions, 2)  # two articles, two folds: each article is held out once, trained on once
+    held_ids = sorted(q.id for _, held in folds for q in held)
+    assert held_ids == sorted(q.id for q in questions if q.id not in {"dup", "q0-0"})
+    for train, held in folds:
+        assert not {q.text.strip().lower() for q in held} & {q.text.strip().lower() for q in train}
