@@ -56,6 +56,11 @@ class Cascade:
     def max_length(self) -> int:
         return self.main.max_length
 
+    @property
+    def tokenizer(self):
+        """The main reranker's tokenizer (token counts and the chunking of long documents follow the main model)."""
+        return self.main.tokenizer
+
     def kept(self, pairs: Sequence[tuple[str, str]],
              groups: Sequence[Hashable] | None = None) -> tuple[np.ndarray, list[int]]:
         """First-stage probabilities and the indices (into ``pairs``) that go on to the main reranker.

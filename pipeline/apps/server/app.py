@@ -1,4 +1,4 @@
-"""The HTTP API: search, Cohere/Jina-style rerank and vLLM-style score over FastAPI.
+"""The HTTP API: search, Cohere/Jina-style rerank (v1 and Cohere v2) and vLLM-style score over FastAPI.
 
 A thin shell over the public pipeline API (:class:`~pipeline.qa.QAPipeline`,
 :class:`~pipeline.rerank.reranker.Reranker`). :func:`create_app` takes the pipeline and
@@ -8,8 +8,11 @@ background), so there is no global state and tests serve tiny models.
 * Every limit lives in :class:`~pipeline.apps.server.settings.ServerSettings` (flags,
   ``QA_SEARCH_SERVER_*`` variables) and in the OpenAPI schema; too-large input gets
   413, other bad input 422, with a message naming the limit and what was sent.
+* ``/v1/rerank`` and ``/v2/rerank`` read a document longer than the model's limit in
+  chunks and score it by its best chunk; each result says how it was read
+  (``chunks``, ``document_tokens``, ``truncated``).
 * Binds 127.0.0.1 by default; ``QA_SEARCH_API_KEY`` makes a bearer token
-  mandatory on ``/v1/*``; CORS is off unless origins are configured.
+  mandatory on ``/v1/*`` and ``/v2/*``; CORS is off unless origins are configured.
 
 Example::
 
@@ -37,7 +40,7 @@ from pipeline.apps.server.auth import api_key_check
 from pipeline.apps.server.errors import run_inference, validation_error
 from pipeline.apps.server.limits import DOCUMENTS_PER_SEARCH_UNIT
 from pipeline.apps.server.middleware import BodyLimit, ClientWatch
-from pipeline.apps.server.schemas import build_schemas
+from pipeline.apps.server.schemas import MAX_CHUNKS_PER_DOC, build_schemas
 from pipeline.apps.server.service import (
     PipelineSource,
     RerankerSource,
@@ -126,6 +129,7 @@ def create_app(
         })
 
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+    v2 = APIRouter(prefix="/v2", dependencies=[Depends(require_key)])
 
     @v1.get("/models", tags=["models"], summary="The rerankers this server serves")
     async def models() -> dict[str, Any]:
@@ -142,29 +146,47 @@ def create_app(
     async def score_pairs(model_id: str, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int | None]:
         return await run_inference(service.score_pairs(model_id, pairs))
 
-    async def rerank(body: schemas.RerankRequest) -> dict[str, Any]:
+    async def rerank_documents(body, *, max_chunks: int, max_tokens: int | None, api_version: str,
+                               return_documents: bool = False) -> dict[str, Any]:
         model_id, _ = service.reranker(body.model)
         documents = body.documents
-        scores, tokens = await score_pairs(model_id, [(body.query, d) for d in documents])
+        scores, readings, tokens = await run_inference(service.rerank_documents(
+            model_id, body.query, documents, max_chunks=max_chunks, max_tokens=max_tokens))
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[: body.top_n or len(documents)]
         results = []
         for i in order:
             result: dict[str, Any] = {"index": i, "relevance_score": float(scores[i])}
-            if body.return_documents:
+            if return_documents:
                 result["document"] = {"text": documents[i]}
+            if readings[i] is not None:
+                result.update(readings[i].describe())
             results.append(result)
         return {
             "id": str(uuid.uuid4()),
             "model": model_id,
             "results": results,
             "usage": {"total_tokens": tokens, "prompt_tokens": tokens},
-            "meta": {"api_version": {"version": "2"},
+            "meta": {"api_version": {"version": api_version},
                      "billed_units": {"search_units": math.ceil(len(documents) / DOCUMENTS_PER_SEARCH_UNIT)}},
         }
 
+    async def rerank(body: schemas.RerankRequest) -> dict[str, Any]:
+        return await rerank_documents(body, max_chunks=body.max_chunks_per_doc, max_tokens=None, api_version="1",
+                                      return_documents=body.return_documents)
+
     v1.add_api_route(
         "/rerank", rerank, methods=["POST"], response_model=schemas.RerankResponse, response_model_exclude_none=True,
-        tags=["rerank"], summary="Rerank documents for a query (Cohere / Jina compatible)",
+        tags=["rerank"], summary="Rerank documents for a query (Cohere v1 / Jina compatible)",
+    )
+
+    async def rerank_v2(body: schemas.V2RerankRequest) -> dict[str, Any]:
+        return await rerank_documents(body, max_chunks=MAX_CHUNKS_PER_DOC, max_tokens=body.max_tokens_per_doc,
+                                      api_version="2")
+
+    v2.add_api_route(
+        "/rerank", rerank_v2, methods=["POST"], response_model=schemas.V2RerankResponse,
+        response_model_exclude_none=True, tags=["rerank"],
+        summary="Rerank documents for a query (Cohere v2 compatible: ClientV2.rerank)",
     )
 
     async def score(body: schemas.ScoreRequest) -> dict[str, Any]:
@@ -204,4 +226,5 @@ def create_app(
         tags=["search"], summary="Answer a question from the index: hits, answerable flag, timings",
     )
     app.include_router(v1)
+    app.include_router(v2)
     return app

@@ -8,9 +8,11 @@ states the limits the running server applies.
 * ``/v1/search``: the pipeline's own result (:meth:`SearchResult.to_dict`) plus
   an ``answerable`` flag. Response models allow extra fields, so fields the
   pipeline adds later (the reader's ``answer``) flow through unchanged.
-* ``/v1/rerank``: the request of the Cohere (v1/v2) and Jina rerank APIs; the
+* ``/v1/rerank``: the request of the Cohere v1 and Jina rerank APIs; the
   response is the union of both: ``results`` and ``model`` and Jina's
   ``usage.total_tokens``, plus Cohere's ``id`` and ``meta.billed_units.search_units``.
+  Long documents are scored in chunks (``max_chunks_per_doc``), each result says how.
+* ``/v2/rerank``: Cohere's v2 request (``max_tokens_per_doc``) and response.
 * ``/v1/score``: vLLM's ``/score`` shape (``text_1``, ``text_2`` in;
   ``data[].score``, ``usage`` out).
 """
@@ -33,6 +35,10 @@ from pipeline.config import RetrievalMode
 from pipeline.results import Answer, BestAnswer
 
 MAX_MODEL_NAME = 300
+#: Chunks of one long document /v1/rerank scores: Cohere v1's default, and the most a request may ask for.
+DEFAULT_CHUNKS_PER_DOC, MAX_CHUNKS_PER_DOC = 10, 100
+#: Tokens of one document /v2/rerank reads: Cohere v2's default, and the most a request may ask for.
+DEFAULT_TOKENS_PER_DOC, MAX_TOKENS_PER_DOC = 4096, 100_000
 
 
 def _not_blank(text: str) -> str:
@@ -69,6 +75,8 @@ class Schemas:
     SearchResponse: type[BaseModel]
     RerankRequest: type[BaseModel]
     RerankResponse: type[BaseModel]
+    V2RerankRequest: type[BaseModel]
+    V2RerankResponse: type[BaseModel]
     ScoreRequest: type[BaseModel]
     ScoreResponse: type[BaseModel]
 
@@ -163,7 +171,7 @@ def build_schemas(limits: Limits) -> Schemas:
         settings: dict[str, Any] = Field(description="the settings that produced the result")
 
     class RerankRequest(BaseModel):
-        """The Cohere / Jina rerank request. Unknown fields (``rank_fields``, ``max_chunks_per_doc``) are ignored."""
+        """The Cohere v1 / Jina rerank request. Unknown fields (``rank_fields``) are ignored."""
 
         model_config = ConfigDict(extra="ignore")
 
@@ -177,14 +185,47 @@ def build_schemas(limits: Limits) -> Schemas:
             None, ge=1, le=max_docs, description="return only the best top_n (default: all documents)"
         )
         return_documents: bool = Field(False, description="include each document's text in the results")
+        max_chunks_per_doc: int = Field(
+            DEFAULT_CHUNKS_PER_DOC, ge=1, le=MAX_CHUNKS_PER_DOC,
+            description="a document longer than the model reads (with the query) is scored in chunks, at most "
+            "this many (Cohere v1's default 10); its score is its best chunk's; the rest is not read (truncated)",
+        )
+
+    class V2RerankRequest(BaseModel):
+        """The Cohere v2 rerank request (``ClientV2.rerank``). Unknown fields (``priority``) are ignored."""
+
+        model_config = ConfigDict(extra="ignore")
+
+        model: str | None = model_field
+        query: QueryText = Field(description=f"the query, at most {q_chars:,} characters (max_query_chars)")
+        documents: list[Document] = Field(
+            min_length=1, max_length=max_docs, description=f"texts, at most {max_docs:,} (max_documents)",
+        )
+        top_n: int | None = Field(
+            None, ge=1, le=max_docs, description="return only the best top_n (default: all documents)"
+        )
+        max_tokens_per_doc: int = Field(
+            DEFAULT_TOKENS_PER_DOC, ge=1, le=MAX_TOKENS_PER_DOC,
+            description="read at most this many tokens of each document (Cohere v2's default 4,096), in chunks "
+            "that fit the model; the score is the best chunk's",
+        )
 
     class DocumentOut(BaseModel):
         text: str
 
     class RerankResult(BaseModel):
         index: int = Field(description="position of the document in the request")
-        relevance_score: float = Field(description="probability (0..1) that the document answers the query")
+        relevance_score: float = Field(
+            description="probability (0..1) that the document answers the query: its best chunk's"
+        )
         document: DocumentOut | None = Field(None, description="only with return_documents=true")
+        chunks: int | None = Field(None, description="chunks of the document scored with the query")
+        query_tokens: int | None = Field(None, description="tokens of the query")
+        document_tokens: int | None = Field(None, description="tokens of the whole document")
+        truncated: bool | None = Field(
+            None, description="true when part of the document (or of a very long query) was not read; null when "
+            "the model's tokenizer is not reachable here (a remote reranker), so it cannot be told",
+        )
 
     class Usage(BaseModel):
         total_tokens: int | None = Field(None, description="tokens the model read (pairs truncated to its limit)")
@@ -204,6 +245,13 @@ def build_schemas(limits: Limits) -> Schemas:
         results: list[RerankResult] = Field(description="sorted by relevance_score, best first")
         usage: Usage = Field(description="Jina's token usage")
         meta: RerankMeta = Field(description="Cohere's billing metadata")
+
+    class V2RerankResponse(BaseModel):
+        id: str = Field(description="request id")
+        results: list[RerankResult] = Field(description="sorted by relevance_score, best first")
+        meta: RerankMeta = Field(description="Cohere's API version and billing metadata")
+        model: str
+        usage: Usage = Field(description="tokens read")
 
     QueryList = Annotated[list[QueryText], Field(min_length=1, max_length=max_docs)]
     DocList = Annotated[list[DocText], Field(min_length=1, max_length=max_docs)]
@@ -257,4 +305,5 @@ def build_schemas(limits: Limits) -> Schemas:
         data: list[ScoreData] = Field(description="in request order")
         usage: Usage
 
-    return Schemas(SearchRequest, SearchResponse, RerankRequest, RerankResponse, ScoreRequest, ScoreResponse)
+    return Schemas(SearchRequest, SearchResponse, RerankRequest, RerankResponse, V2RerankRequest, V2RerankResponse,
+                   ScoreRequest, ScoreResponse)

@@ -39,6 +39,7 @@ from pipeline.models.resolve import display_name, hide_paths
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import FairGate, MicroBatcher
 from pipeline.rerank.cascade import Cascade
+from pipeline.rerank.chunking import DocumentChunks, chunk_document, max_pool
 from pipeline.rerank.reranker import Reranker
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,35 @@ class Service:
         client = current_client.get()
         with self._admitted(client, len(pairs)):
             return await self._within_deadline(self._score(model_id, pairs, client))
+
+    async def rerank_documents(
+        self, model_id: str, query: str, documents: Sequence[str], *, max_chunks: int, max_tokens: int | None = None,
+    ) -> tuple[np.ndarray, list[DocumentChunks | None], int | None]:
+        """Each document's score, its best chunk's: long documents are read in chunks that fit the model.
+
+        Returns ``(scores, how each document was read, tokens read)``; a reranker
+        without a reachable tokenizer (a remote one) reads each document as one
+        pair, truncated by the model, and its reading is ``None`` (unknown).
+        """
+        reranker = self.rerankers[model_id]
+        tokenizer = getattr(reranker, "tokenizer", None)
+        if tokenizer is None:
+            scores, tokens = await self.score_pairs(model_id, [(query, d) for d in documents])
+            return scores, [None] * len(documents), tokens
+        length = int(reranker.max_length)
+        chunks = await asyncio.to_thread(lambda: [
+            chunk_document(tokenizer, query, d, max_length=length, max_chunks=max_chunks, max_tokens=max_tokens)
+            for d in documents])
+        pairs = [(query, text) for c in chunks for text in c.texts]
+        if len(pairs) > self.settings.max_client_pairs:
+            raise HTTPException(
+                413, f"These documents make {len(pairs):,} (query, chunk) pairs for a model that reads {length} "
+                f"tokens; the limit is {self.settings.max_client_pairs:,} (max_client_pairs). Send fewer or shorter "
+                "documents, or lower max_chunks_per_doc / max_tokens_per_doc.",
+            )
+        scores, tokens = await self.score_pairs(model_id, pairs)
+        best, _ = max_pool(scores, [len(c.texts) for c in chunks])
+        return best, list(chunks), tokens
 
     async def _score(self, model_id: str, pairs: list[tuple[str, str]], client: Hashable) -> tuple[np.ndarray, int | None]:
         reranker = self.rerankers[model_id]
