@@ -40,8 +40,9 @@ from pipeline.models.encoder import BiEncoder
 from pipeline.read.answers import AnswerPolicy, Decision, decide
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
-from pipeline.rerank.blend import blended_order
+from pipeline.rerank.blend import blended_scores
 from pipeline.rerank.cascade import Cascade
+from pipeline.rerank.chunking import score_whole
 from pipeline.rerank.reranker import Reranker
 from pipeline.results import Hit, SearchResult
 from pipeline.retrieve import Candidate, Retriever
@@ -196,7 +197,7 @@ class QAPipeline:
         if use_reranker:
             start = time.perf_counter()
             pairs = [(r.question, self.index.passages[c.position].text) for r in retrieved for c in r.candidates]
-            flat = self.reranker.score_pairs(pairs).tolist()
+            flat = score_whole(self.reranker, pairs).tolist()  # a long passage: its best chunk's probability
             rerank_ms = (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
             offset = 0
             for i, found in enumerate(retrieved):
@@ -255,18 +256,51 @@ class QAPipeline:
             decisions[i] = decision
         return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
+    def _paragraphs(self, cands: list[Candidate], probs: list[float] | None) -> list[tuple[int, dict, dict]]:
+        """One entry per source paragraph, in retrieval order: (its best window, best score and rank per stage).
+
+        The best window is the one the reranker scores highest (max-pooling), else
+        the best-ranked one; the paragraph keeps its best score and rank in each list.
+        """
+        groups: dict[str, list[int]] = {}
+        for i, cand in enumerate(cands):
+            groups.setdefault(self.index.passages[cand.position].source_id, []).append(i)
+        out = []
+        for members in groups.values():
+            best = max(members, key=lambda i: (probs[i], -i)) if probs is not None else members[0]
+            scores, ranks = dict(cands[best].scores), dict(cands[best].ranks)
+            for i in members:
+                for stage, value in cands[i].scores.items():
+                    scores[stage] = max(scores.get(stage, value), value)
+                for stage, rank in cands[i].ranks.items():
+                    ranks[stage] = min(ranks.get(stage, rank), rank)
+            out.append((best, scores, ranks))
+        return out
+
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings) -> list[Hit]:
-        order = list(range(len(cands)))
+        """The top ``top_k`` paragraphs, best first: one hit per source paragraph, showing its best window.
+
+        After reranking each hit has ``scores``/``ranks["rerank"]`` (the reranker's
+        probability, and the paragraph's rank by that alone) and ``["final"]`` (the
+        blended score that orders the hits, and the hit's position).
+        """
+        paragraphs = self._paragraphs(cands, probs)
+        order = list(range(len(paragraphs)))
         if probs is not None:
-            order = blended_order(probs, [c.scores["fused"] for c in cands], cfg.rerank_weight)
-        hits = []
-        for rank, i in enumerate(order[: cfg.top_k], start=1):
-            cand, passage = cands[i], self.index.passages[cands[i].position]
-            scores, ranks = dict(cand.scores), dict(cand.ranks)
+            paragraph_probs = [probs[best] for best, _, _ in paragraphs]
+            final = blended_scores(paragraph_probs, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+            order = sorted(order, key=lambda p: (-final[p], p))
+            by_probability = {p: rank for rank, p in enumerate(
+                sorted(range(len(paragraphs)), key=lambda p: (-paragraph_probs[p], p)), start=1)}
+        hits: list[Hit] = []
+        for place, p in enumerate(order[: cfg.top_k], start=1):
+            best, scores, ranks = paragraphs[p]
+            passage = self.index.passages[cands[best].position]
             probability = None
             if probs is not None:
-                probability = float(probs[i])
-                scores["rerank"], ranks["rerank"] = probability, rank
+                probability = float(probs[best])
+                scores["rerank"], ranks["rerank"] = probability, by_probability[p]
+                scores["final"], ranks["final"] = round(float(final[p]), 6), place
             hits.append(
                 Hit(
                     id=passage.id,

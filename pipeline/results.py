@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Stage names used as keys of :attr:`Hit.scores`, :attr:`Hit.ranks` and :attr:`SearchResult.timings`.
-STAGES = ("bm25", "dense", "fused", "rerank")
+STAGES = ("bm25", "dense", "fused", "rerank", "final")
 
 
 @dataclass
@@ -32,13 +32,15 @@ class Answer:
 
 @dataclass
 class Hit:
-    """One retrieved passage.
+    """One retrieved paragraph (a long paragraph's best window: ``id`` names the window, ``source_id`` the paragraph).
 
     ``probability`` is the reranker's probability (0..1) that the passage
     answers the question, ``None`` when reranking is off; ``answerable`` is
     ``probability >= threshold`` (``None`` without a reranker). ``scores`` and
-    ``ranks`` (1-based) hold every stage that saw the passage: ``bm25``,
-    ``dense``, ``fused``, ``rerank``.
+    ``ranks`` (1-based) hold every stage that saw the passage, each named for
+    what it is: ``bm25``, ``dense`` and ``fused`` (score and rank in that list),
+    ``rerank`` (the reranker's probability, and the paragraph's rank by it
+    alone) and ``final`` (the score that orders the hits, and the hit's place).
     """
 
     id: str

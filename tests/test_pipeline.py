@@ -20,7 +20,7 @@ def test_search_result_shape_and_ranges(tiny_qa):
     for rank, hit in enumerate(result.hits, start=1):
         assert 0.0 <= hit.probability <= 1.0
         assert hit.answerable == (hit.probability >= 0.5)
-        assert hit.ranks["rerank"] == rank and hit.scores["rerank"] == hit.probability
+        assert hit.ranks["rerank"] == hit.ranks["final"] == rank and hit.scores["rerank"] == hit.probability
         assert "fused" in hit.ranks
     assert {"bm25", "dense", "fusion", "rerank", "total"} <= set(result.timings)
     assert result.settings["reranker"] and result.settings["mode"] == "hybrid"
@@ -39,6 +39,39 @@ def test_rerank_weight_mixes_probability_with_the_fused_score(tiny_qa):
     assert {h.id: h.probability for h in retrieval.hits} == {h.id: h.probability for h in mixed.hits}
     with pytest.raises(ConfigError, match="rerank_weight must be between 0 and 1"):
         tiny_qa.search(question, rerank_weight=1.5)
+
+
+def test_one_hit_per_paragraph_and_each_stage_named_for_what_it_is(tmp_path, tiny_bi_encoder, tiny_cross_encoder):
+    """A long paragraph's windows are one hit (its best window); rerank is the probability's rank, final the order."""
+    import json
+
+    long_text = " ".join(f"The river Tamsel flows past mill number {i} on its way north." for i in range(12))
+    records = [{"id": "tamsel", "title": "Tamsel", "text": long_text}] + [
+        {"id": f"p{i}", "title": f"T{i}", "text": f"Paragraph {i} is about a {kind} {thing}."}
+        for i, (kind, thing) in enumerate(zip(["slow", "cold", "wide", "long", "dark"] * 3,
+                                              ["river", "mill", "lake", "road", "wood"] * 2 + ["bridge"] * 5))
+    ]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    build_index(corpus, tmp_path / "idx", bi_encoder=str(tiny_bi_encoder), max_tokens=40, overlap=4, progress=False)
+    qa = QAPipeline.load(tmp_path / "idx", reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
+    windows = sum(p.source_id == "tamsel" for p in qa.index.passages)
+    assert windows >= 4  # the long paragraph is several windows in the index ...
+    result = qa.search("Which river flows past the mills?", top_k=20, candidates=20, mode="bm25", rerank_weight=0.5)
+    sources = [h.source_id for h in result.hits]
+    assert len(sources) == len(set(sources)) and "tamsel" in sources  # ... and one hit in the results
+    assert len(sources) >= 3 and [h.ranks["final"] for h in result.hits] == list(range(1, len(sources) + 1))
+    finals = [h.scores["final"] for h in result.hits]
+    assert finals == sorted(finals, reverse=True)
+    by_probability = sorted(result.hits, key=lambda h: -h.probability)
+    assert [h.ranks["rerank"] for h in by_probability] == list(range(1, len(sources) + 1))
+    assert all(h.scores["rerank"] == h.probability for h in result.hits)
+    # The paragraph's probability is its best window's (max-pooling), and that window is the one shown.
+    texts = {p.id: p.text for p in qa.index.passages if p.source_id == "tamsel"}
+    window_probs = dict(zip(texts, qa.reranker.score("Which river flows past the mills?", list(texts.values()))))
+    tamsel = next(h for h in result.hits if h.source_id == "tamsel")
+    assert tamsel.id == max(window_probs, key=window_probs.get)
+    assert tamsel.probability == pytest.approx(max(window_probs.values()), abs=1e-5)
 
 
 def test_blend_formula_on_hand_computed_values():

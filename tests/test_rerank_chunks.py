@@ -130,3 +130,33 @@ def test_the_answer_at_the_end_of_a_long_document_is_found(standin_reranker):
     assert whole[0]["index"] == 1 and whole[0]["relevance_score"] > 0.5
     assert {r["index"]: r["relevance_score"] for r in head}[1] < 0.5  # its first chunk alone does not answer
     assert {r["index"]: r["truncated"] for r in head}[1] is True
+
+
+def test_score_whole_scores_long_passages_by_their_best_chunk(short_reranker):
+    from pipeline.rerank.chunking import score_whole
+
+    pairs = [(QUESTION, ANSWER), (QUESTION, LONG), ("Who?", FILLER)]
+    got = score_whole(short_reranker, pairs)
+    fits = short_reranker.score_pairs([pairs[0], pairs[2]])
+    assert got[0] == pytest.approx(fits[0], abs=1e-6) and got[2] == pytest.approx(fits[1], abs=1e-6)  # unchanged
+    chunks = chunk_document(short_reranker.tokenizer, QUESTION, LONG, max_length=64, max_chunks=16)
+    assert got[1] == pytest.approx(float(np.max(short_reranker.score(QUESTION, chunks.texts))), abs=1e-6)
+    assert got[1] != pytest.approx(float(short_reranker.score_pairs([pairs[1]])[0]), abs=1e-6)  # not the cut pair's
+
+
+@pytest.mark.slow
+def test_the_pipeline_reranks_a_long_paragraph_by_its_answer_late_in_it(tmp_path, minilm_path, standin_reranker):
+    """A paragraph whose answer comes after the reranker's limit: read whole, it is flagged and ranked first."""
+    import json
+
+    from pipeline import QAPipeline, build_index
+
+    records = [{"id": "long", "title": "Garden", "text": LONG},
+               {"id": "decoy", "title": "Garden", "text": FILLER * 2 + "Super Bowl 50 was watched by many people."}]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    build_index(corpus, tmp_path / "idx", bi_encoder=str(minilm_path), max_tokens=2000, progress=False)
+    qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker), read=False, device="cpu",
+                         rerank_backend="torch")
+    hits = qa.search(QUESTION, top_k=2, candidates=2, rerank_weight=1.0).hits
+    assert hits[0].source_id == "long" and hits[0].answerable

@@ -9,6 +9,9 @@ Where part of a document is still not read (more chunks than allowed, or more
 tokens than ``max_tokens``), :class:`DocumentChunks` says so with ``truncated``
 and the token counts: never silently.
 
+The pipeline scores its candidates with :func:`score_whole`; the rerank
+endpoints chunk with :func:`chunk_document` and pool with :func:`max_pool`.
+
 Example::
 
     >>> from pipeline.rerank.chunking import chunk_document, max_pool     # doctest: +SKIP
@@ -19,7 +22,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import numpy as np
 
@@ -29,6 +32,8 @@ from pipeline.corpus.windows import split_windows
 MIN_CHUNK_TOKENS = 32
 #: Tokens two neighbouring chunks share, so that an answer on a chunk boundary is read whole in one of them.
 CHUNK_OVERLAP = 32
+#: Chunks one passage of an index may take in a search (its windows are already sized for the bi-encoder).
+PASSAGE_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,35 @@ def max_pool(scores: Sequence[float], counts: Sequence[int]) -> tuple[np.ndarray
         best[d], offset = part[k], offset + n
         where.append(k)
     return best, where
+
+
+def score_whole(reranker: Any, pairs: Sequence[tuple[str, str]], groups: Sequence[Hashable] | None = None,
+                *, max_chunks: int = PASSAGE_CHUNKS) -> np.ndarray:
+    """``reranker.score_pairs(pairs, groups)``, but a passage longer than the model reads is scored by its best chunk.
+
+    Pairs that fit are scored as they are; only longer ones are chunked (all in
+    one model call). The chunks of a pair keep its group, so a cascade keeps
+    each question's best chunks. A reranker without a tokenizer scores the pairs as they are.
+    """
+    def score(items: list[tuple[str, str]], labels: Sequence[Hashable] | None) -> np.ndarray:
+        out = reranker.score_pairs(items) if labels is None else reranker.score_pairs(items, labels)
+        return np.asarray(out, dtype=np.float64)
+
+    tokenizer = getattr(reranker, "tokenizer", None)
+    if tokenizer is None or not pairs:
+        return score(list(pairs), groups)
+    length = int(reranker.max_length)
+    special = _special_tokens(tokenizer)
+    queries = list(dict.fromkeys(q for q, _ in pairs))
+    query_tokens = dict(zip(queries, (len(ids) for ids in tokenizer(queries, add_special_tokens=False)["input_ids"])))
+    passage_tokens = [len(ids) for ids in tokenizer([p for _, p in pairs], add_special_tokens=False)["input_ids"]]
+    texts: list[list[str]] = []
+    for (query, passage), n in zip(pairs, passage_tokens):
+        if query_tokens[query] + n + special <= length:
+            texts.append([passage])
+        else:
+            texts.append(chunk_document(tokenizer, query, passage, max_length=length, max_chunks=max_chunks).texts)
+    flat = [(query, text) for (query, _), chunks in zip(pairs, texts) for text in chunks]
+    flat_groups = None if groups is None else [g for g, chunks in zip(groups, texts) for _ in chunks]
+    best, _ = max_pool(score(flat, flat_groups), [len(chunks) for chunks in texts])
+    return best

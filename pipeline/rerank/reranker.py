@@ -9,7 +9,8 @@ outputs become a probability in 0..1:
   probability; two unnamed labels take label 1 as "answers".
 
 Pairs longer than the model's token limit are truncated by its tokenizer
-(longest side first), so long text never crashes a model.
+(longest side first), so long text never crashes a model; callers that must
+read long passages whole split them first (:mod:`pipeline.rerank.chunking`).
 
 Speed (see docs/fast-rerank.md): the model runs on one of several backends
 (:class:`~pipeline.config.RerankBackend`: PyTorch fp32, ONNX Runtime fp32,

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from pipeline.apps.cli.common import add_pipeline_options, pipeline_settings
+from pipeline.results import STAGES
 
 
 def _marked(text: str, answer, limit: int = 400) -> str:
@@ -50,7 +51,7 @@ def _print_table(result) -> None:
         if hit.answer is not None:
             passage += f"\n[bold]answer:[/bold] {escape(hit.answer.text)} [dim]({hit.answer.score:.2f})[/dim]"
         scores = "\n".join(
-            f"{stage} {hit.scores[stage]:.3f} (#{hit.ranks[stage]})" for stage in ("bm25", "dense", "fused", "rerank") if stage in hit.scores
+            f"{stage} {hit.scores[stage]:.3f} (#{hit.ranks[stage]})" for stage in STAGES if stage in hit.scores
         )
         table.add_row(str(rank), verdict, passage, scores)
     console.print(table, markup=True)

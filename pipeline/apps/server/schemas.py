@@ -136,7 +136,8 @@ def build_schemas(limits: Limits) -> Schemas:
         """One passage, as the Python API's ``Hit.to_dict()`` gives it."""
 
         model_config = ConfigDict(extra="allow")
-        id: str = Field(description="passage id (`Title#i`, or `Title#i~wN` for a window of a long paragraph)")
+        id: str = Field(description="passage id (`Title#i`, or `Title#i~wN` for the best window of a long paragraph; "
+                        "one hit per paragraph)")
         title: str
         text: str
         source_id: str = Field(description="id of the source paragraph the passage came from")
@@ -144,8 +145,13 @@ def build_schemas(limits: Limits) -> Schemas:
             description="probability >= threshold and the search did not abstain; null without a reranker"
         )
         probability: float | None = Field(description="reranker probability (0..1) that the passage answers")
-        scores: dict[str, float] = Field(description="score of each stage that saw it: bm25, dense, fused, rerank")
-        ranks: dict[str, int] = Field(description="1-based rank at each stage")
+        scores: dict[str, float] = Field(
+            description="score of each stage that saw it: bm25, dense, fused, rerank (the reranker's probability), "
+            "final (the blended score that orders the hits)"
+        )
+        ranks: dict[str, int] = Field(
+            description="1-based rank at each stage (rerank: by the reranker's probability alone; final: the hit's place)"
+        )
         metadata: dict[str, Any] = Field(default_factory=dict)
         answer: Answer | None = Field(None, description="the answer span read from this passage, when a reader runs")
 
