@@ -125,6 +125,7 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_THREADS": "threads",
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
     "QA_SEARCH_ANSWER_POLICY": "answer_policy",
+    "QA_SEARCH_POLICY": "policy",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -197,6 +198,11 @@ class LoadSettings:
             candidate first so that the main reranker scores only the best
             ``cascade_keep``; ``None`` (default) switches the cascade off.
         cascade_keep: candidates per question the cascade passes on.
+        policy: a fitted ranking policy that turns the reranker's probability
+            and the retrieval scores into one calibrated probability that orders
+            and flags hits (:mod:`pipeline.rank.policy`): a JSON file, or
+            ``"none"`` (the reranker's probability alone); ``None`` (default) = the blend of
+            ``rerank_weight``, the order measured best on held-out questions.
         answer_policy: JSON file of the answer policy (paragraphs read, how
             span scores and paragraph probabilities combine, the fitted
             abstention model; see :mod:`pipeline.read.answers`); ``None`` =
@@ -222,6 +228,7 @@ class LoadSettings:
     cascade_reranker: str | None = None
     cascade_keep: int = 10
     int8_rescore: int = 3
+    policy: str | None = None
     answer_policy: str | None = None
 
     def __post_init__(self) -> None:
@@ -250,14 +257,15 @@ class SearchSettings:
         rrf_k: the ``k`` constant of reciprocal rank fusion.
         dense_weight: weight of the dense scores in weighted fusion (0..1).
         candidates: how many fused candidates the reranker scores.
-        rerank_weight: the reranked order is by ``rerank_weight * probability
-            + (1 - rerank_weight) * fused score`` (fused scores min-max
-            normalised over the question's candidates; see
+        rerank_weight: without a fitted ranking policy (``policy`` of
+            :class:`LoadSettings`, the default), the reranked order is by
+            ``rerank_weight * probability + (1 - rerank_weight) * fused score``
+            (fused scores min-max normalised over the question's candidates; see
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
-            alone. ``answerable`` still comes from the probability alone.
+            alone. ``answerable`` comes from the probability.
         top_k: how many hits a search returns.
-        threshold: reranker probability at which a paragraph counts as
-            answering the question.
+        threshold: probability (the ranking policy's) at which a paragraph
+            counts as answering the question.
         max_query_chars: longest question accepted, in characters.
         rerank: use the loaded cross-encoder (``False`` skips it for this search).
         read: use the loaded reader (``False`` skips it for this search).
@@ -269,7 +277,7 @@ class SearchSettings:
     fusion: FusionMethod = FusionMethod.WEIGHTED
     rrf_k: int = 60
     dense_weight: float = 0.4
-    candidates: int = 50
+    candidates: int = 20
     rerank_weight: float = 0.5
     top_k: int = 10
     threshold: float = 0.5

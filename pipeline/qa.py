@@ -37,6 +37,7 @@ from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
+from pipeline.rank.policy import Policy, find_policy
 from pipeline.read.answers import AnswerPolicy, Decision, decide
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
@@ -46,6 +47,7 @@ from pipeline.rerank.chunking import score_whole
 from pipeline.rerank.reranker import Reranker
 from pipeline.results import Hit, SearchResult
 from pipeline.retrieve import Candidate, Retriever
+from pipeline.retrieve.retriever import LIST_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class QAPipeline:
         reader: Reader | None = None,
         config: PipelineConfig | None = None,
         answer_policy: AnswerPolicy | None = None,
+        policy: Policy | None = None,
     ):
         self.index = index
         self.encoder = encoder
@@ -127,6 +130,9 @@ class QAPipeline:
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
         self.answer_policy = answer_policy or AnswerPolicy.load(self.config.load.answer_policy)
+        if policy is None and reranker is not None:
+            policy = find_policy(self.config.load.policy, reranker.name, self.config.search.fusion.value)
+        self.policy: Policy | None = policy  # None: the blend of rerank_weight orders the hits
 
     @property
     def settings(self) -> SearchSettings:
@@ -191,7 +197,9 @@ class QAPipeline:
         if cfg.read and self.reader is None and "read" in overrides:
             raise ConfigError("Reading answers was asked for, but this pipeline was loaded without a reader.")
         depth = max(cfg.candidates, cfg.top_k) if use_reranker else cfg.top_k
-        retrieved = self.retriever.retrieve_many(texts, depth, cfg)
+        policy = self.policy_for(cfg) if use_reranker else None
+        fitted = policy is not None and not policy.is_reranker_only
+        retrieved = self.retriever.retrieve_many(texts, depth, cfg, list_depth=LIST_DEPTH if fitted else 0)
         probabilities: list[list[float] | None] = [None] * len(texts)
         rerank_ms = 0.0
         if use_reranker:
@@ -203,7 +211,7 @@ class QAPipeline:
             for i, found in enumerate(retrieved):
                 probabilities[i] = flat[offset : offset + len(found.candidates)]
                 offset += len(found.candidates)
-        hits = [self._hits(found.candidates, probs, cfg) for found, probs in zip(retrieved, probabilities)]
+        hits = [self._hits(found.candidates, probs, cfg, policy) for found, probs in zip(retrieved, probabilities)]
         reading = cfg.read and self.reader is not None
         decisions: list[Decision | None] = [None] * len(texts)
         read_ms = self._read(texts, hits, decisions, cfg.abstain) if reading else None
@@ -221,7 +229,7 @@ class QAPipeline:
                     query=found.question,
                     hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
-                    settings=self._settings(cfg, probs is not None, reading),
+                    settings=self._settings(cfg, probs is not None, reading, policy),
                     answer=decision.answer if decision else None,
                     answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
                     no_answer_reason=decision.reason if decision else None,
@@ -277,29 +285,51 @@ class QAPipeline:
             out.append((best, scores, ranks))
         return out
 
-    def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings) -> list[Hit]:
+    def policy_for(self, cfg: SearchSettings) -> Policy | None:
+        """The fitted ranking policy of a search with ``cfg``, or ``None`` for the blend of ``rerank_weight``.
+
+        A policy fitted on hybrid candidates of one fusion weighs their fused
+        score on that fusion's scale; a BM25-only or dense-only search, or
+        another fusion, is ordered by the reranker's probability alone.
+        """
+        policy = self.policy
+        if policy is None or policy.is_reranker_only or all(name.startswith("rerank_") for name in policy.coef):
+            return policy
+        if cfg.mode is RetrievalMode.HYBRID and policy.fusion in (None, cfg.fusion.value):
+            return policy
+        return Policy.reranker_only(policy.reranker)
+
+    def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings,
+              policy: Policy | None = None) -> list[Hit]:
         """The top ``top_k`` paragraphs, best first: one hit per source paragraph, showing its best window.
 
-        After reranking each hit has ``scores``/``ranks["rerank"]`` (the reranker's
-        probability, and the paragraph's rank by that alone) and ``["final"]`` (the
-        blended score that orders the hits, and the hit's position).
+        After reranking, hits are ordered by ``scores["final"]`` (place: ``ranks["final"]``):
+        the blend of ``rerank_weight`` by default, or a fitted ranking policy's
+        calibrated probability, which is then also ``probability`` and flags the
+        hits; ``scores``/``ranks["rerank"]`` keep the reranker's own probability and
+        the paragraph's rank by it alone. With the int8 screen, a paragraph the
+        screen alone scored can be placed above fp32-scored ones by its retrieval
+        evidence (capping it below them cost 2 MRR@10 points held out, docs/ranking.md).
         """
         paragraphs = self._paragraphs(cands, probs)
         order = list(range(len(paragraphs)))
         if probs is not None:
-            paragraph_probs = [probs[best] for best, _, _ in paragraphs]
-            final = blended_scores(paragraph_probs, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+            raw = [probs[best] for best, _, _ in paragraphs]
+            if policy is not None:
+                final = [policy.probability(raw[p], scores, ranks) for p, (_, scores, ranks) in enumerate(paragraphs)]
+            else:
+                final = blended_scores(raw, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+            by_probability = {p: rank for rank, p in enumerate(sorted(order, key=lambda p: (-raw[p], p)), start=1)}
             order = sorted(order, key=lambda p: (-final[p], p))
-            by_probability = {p: rank for rank, p in enumerate(
-                sorted(range(len(paragraphs)), key=lambda p: (-paragraph_probs[p], p)), start=1)}
         hits: list[Hit] = []
         for place, p in enumerate(order[: cfg.top_k], start=1):
             best, scores, ranks = paragraphs[p]
             passage = self.index.passages[cands[best].position]
             probability = None
             if probs is not None:
-                probability = float(probs[best])
-                scores["rerank"], ranks["rerank"] = probability, by_probability[p]
+                # with a policy its calibrated probability; with the blend, the reranker's probability
+                probability = max(0.0, float(final[p])) if policy is not None else float(raw[p])
+                scores["rerank"], ranks["rerank"] = float(raw[p]), by_probability[p]
                 scores["final"], ranks["final"] = round(float(final[p]), 6), place
             hits.append(
                 Hit(
@@ -316,7 +346,7 @@ class QAPipeline:
             )
         return hits
 
-    def _settings(self, cfg: SearchSettings, reranked: bool, read: bool) -> dict[str, Any]:
+    def _settings(self, cfg: SearchSettings, reranked: bool, read: bool, policy: Policy | None) -> dict[str, Any]:
         return {
             "mode": cfg.mode.value,
             "fusion": cfg.fusion.value if cfg.mode is RetrievalMode.HYBRID else None,
@@ -327,5 +357,7 @@ class QAPipeline:
             "reranker": self.reranker.name if reranked and self.reranker else None,
             "reader": self.reader.name if read and self.reader else None,
             "rerank_backend": self.reranker.describe() if reranked and self.reranker else None,
+            "policy": (policy.describe() if policy else f"blend (rerank_weight {cfg.rerank_weight})")
+            if reranked and self.reranker else None,
             "index": str(self.index.path),
         }

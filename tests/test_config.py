@@ -51,6 +51,7 @@ def test_every_setting_has_one_home_and_the_shared_ones_are_the_stage_switches()
     assert SHARED_FIELDS == {"rerank", "read"}
     assert {"reranker", "reader", "rerank_backend", "threads", "device"} <= LOAD_FIELDS - SEARCH_FIELDS
     assert {"mode", "candidates", "top_k", "threshold", "rerank_weight"} <= SEARCH_FIELDS - LOAD_FIELDS
+    assert "policy" in LOAD_FIELDS - SEARCH_FIELDS
     cfg = PipelineConfig.of(rerank=False)
     assert cfg.load.rerank is False and cfg.search.rerank is False and cfg.to_dict()["rerank"] is False
 

@@ -49,7 +49,7 @@ def answered(examples_index, standin_reranker, standin_reader):
                 strict=True,
                 reason="the blended order puts Chloroplast#5 first (reranker probability 0.61, below the next "
                 "paragraphs'), whose best span (score 4.8) is far weaker than theirs (8.1-8.3); the gold paragraph "
-                "#0 is not in the top 5. Needs the ranking policy's order by paragraph probability (issue 15).",
+                "#0 is not in the top 5. Open in issues 15 and 18 (a ranking policy that beats the blend, or better answer selection).",
             ),
         )
         if q == CHLOROPLAST

@@ -3,6 +3,7 @@ from conftest import SUPER_BOWL_QUESTION
 
 from pipeline import QAPipeline, build_index
 from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
+from pipeline.rank.policy import Policy, features, find_policy
 from pipeline.rerank.blend import blended_order, blended_scores
 
 
@@ -20,6 +21,7 @@ def test_search_result_shape_and_ranges(tiny_qa):
     for rank, hit in enumerate(result.hits, start=1):
         assert 0.0 <= hit.probability <= 1.0
         assert hit.answerable == (hit.probability >= 0.5)
+        # rerank_weight 1: the reranker's probability alone orders the hits
         assert hit.ranks["rerank"] == hit.ranks["final"] == rank and hit.scores["rerank"] == hit.probability
         assert "fused" in hit.ranks
     assert {"bm25", "dense", "fusion", "rerank", "total"} <= set(result.timings)
@@ -28,17 +30,78 @@ def test_search_result_shape_and_ranges(tiny_qa):
     assert set(as_dict["hits"][0]) >= {"id", "title", "text", "answerable", "probability", "scores", "ranks"}
 
 
-def test_rerank_weight_mixes_probability_with_the_fused_score(tiny_qa):
+def test_by_default_the_blend_orders_and_the_probability_flags(tiny_index, tiny_cross_encoder):
+    tiny_qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu",
+                              rerank_backend="torch")  # no int8 screen, so no cap (tested below)
     question = "What is the capital of Germany?"
-    mixed = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.5)
-    combined = blended_scores([h.probability for h in mixed.hits], [h.scores["fused"] for h in mixed.hits], 0.5)
-    assert combined == sorted(combined, reverse=True)
+    mixed = tiny_qa.search(question, top_k=6, candidates=6)
+    assert mixed.settings["policy"] == "blend (rerank_weight 0.5)"
+    want = blended_scores([h.probability for h in mixed.hits], [h.scores["fused"] for h in mixed.hits], 0.5)
+    assert [h.scores["final"] for h in mixed.hits] == pytest.approx(want, abs=1e-6)
+    assert want == sorted(want, reverse=True) and [h.ranks["final"] for h in mixed.hits] == list(range(1, 7))
+    assert all(h.probability == h.scores["rerank"] and h.answerable == (h.probability >= 0.5) for h in mixed.hits)
     # Weight 0 keeps the retrieval order; the probabilities and flags are the same either way.
     retrieval = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.0)
     assert [h.ranks["fused"] for h in retrieval.hits] == sorted(h.ranks["fused"] for h in retrieval.hits)
     assert {h.id: h.probability for h in retrieval.hits} == {h.id: h.probability for h in mixed.hits}
     with pytest.raises(ConfigError, match="rerank_weight must be between 0 and 1"):
         tiny_qa.search(question, rerank_weight=1.5)
+
+
+POLICY = Policy(reranker=None, coef={"rerank_logit": 1.0, "fused": 3.0, "bm25_log_rank": -0.5}, intercept=-1.0)
+
+
+def test_the_policy_orders_and_flags_with_one_probability(tiny_index, tiny_cross_encoder):
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
+    qa.policy = POLICY
+    result = qa.search("What is the capital of Germany?", top_k=6, candidates=6)
+    probs = [h.probability for h in result.hits]
+    assert probs == sorted(probs, reverse=True)  # a hit shown above another never has a lower probability
+    for place, hit in enumerate(result.hits, start=1):
+        want = POLICY.score(features(hit.scores["rerank"], hit.scores, hit.ranks))
+        assert hit.probability == pytest.approx(want) and hit.scores["final"] == pytest.approx(hit.probability, abs=1e-6)
+        assert hit.ranks["final"] == place and hit.answerable == (hit.probability >= 0.5)
+    assert result.settings["policy"] == "policy fitted for any reranker"
+    # fitted on hybrid candidates: a BM25-only search (raw BM25 scores as "fused") is ordered by the reranker alone
+    bm25 = qa.search("What is the capital of Germany?", top_k=6, candidates=6, mode="bm25")
+    assert bm25.settings["policy"] == "reranker probability alone"
+    assert all(h.probability == h.scores["rerank"] for h in bm25.hits)
+    # the raw reranker probabilities are kept, with their own ranks
+    raw = sorted(result.hits, key=lambda h: -h.scores["rerank"])
+    assert [h.ranks["rerank"] for h in raw] == list(range(1, 7))
+
+
+def test_a_hits_probability_does_not_depend_on_how_many_candidates(tiny_index, tiny_cross_encoder):
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
+    qa.policy = POLICY
+    question = "Which city is the capital of Spain?"
+    few = {h.source_id: h for h in qa.search(question, top_k=3, candidates=3).hits}
+    many = {h.source_id: h for h in qa.search(question, top_k=6, candidates=6).hits}
+    assert few and set(few) <= set(many)
+    for source, hit in few.items():
+        assert hit.probability == pytest.approx(many[source].probability, abs=1e-9)
+        assert hit.scores["fused"] == pytest.approx(many[source].scores["fused"], abs=1e-12)
+        assert hit.ranks["fused"] == many[source].ranks["fused"]
+
+
+def test_policy_files_round_trip_and_bad_ones_are_named(tmp_path, caplog):
+    path = POLICY.save(tmp_path / "p.json")
+    assert Policy.load(path) == POLICY
+    (tmp_path / "bad.json").write_text('{"coef": {"rerank_logit": "x"}, "intercept": 0}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="bad.json is not a valid policy file"):
+        Policy.load(tmp_path / "bad.json")
+    (tmp_path / "odd.json").write_text('{"coef": {"colour": 1.0}, "intercept": 0}', encoding="utf-8")
+    with pytest.raises(ConfigError, match="Unknown ranking policy feature.*colour; valid values: rerank_probability"):
+        Policy.load(tmp_path / "odd.json")
+    with pytest.raises(ConfigError, match="No ranking policy file at"):
+        find_policy(str(tmp_path / "missing.json"), "some/reranker")
+    other = Policy(reranker="other/model", coef={"rerank_logit": 2.0}, intercept=0.0).save(tmp_path / "o.json")
+    assert find_policy(str(other), "some/reranker").is_reranker_only  # fitted for another model: not used
+    assert "fitted for the reranker other/model" in caplog.text
+    assert find_policy("none", "x").is_reranker_only
+    assert find_policy(None, "x") is None  # the default: the blend of rerank_weight
+    fitted = Policy(reranker="/elsewhere/minilm-l6-qnli-squad-tune", coef={"fused": 1.0}, intercept=0.0)
+    assert find_policy(str(fitted.save(tmp_path / "f.json")), "/anywhere/minilm-l6-qnli-squad-tune") == fitted
 
 
 def test_one_hit_per_paragraph_and_each_stage_named_for_what_it_is(tmp_path, tiny_bi_encoder, tiny_cross_encoder):
@@ -57,7 +120,7 @@ def test_one_hit_per_paragraph_and_each_stage_named_for_what_it_is(tmp_path, tin
     qa = QAPipeline.load(tmp_path / "idx", reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
     windows = sum(p.source_id == "tamsel" for p in qa.index.passages)
     assert windows >= 4  # the long paragraph is several windows in the index ...
-    result = qa.search("Which river flows past the mills?", top_k=20, candidates=20, mode="bm25", rerank_weight=0.5)
+    result = qa.search("Which river flows past the mills?", top_k=20, candidates=20, mode="bm25")
     sources = [h.source_id for h in result.hits]
     assert len(sources) == len(set(sources)) and "tamsel" in sources  # ... and one hit in the results
     assert len(sources) >= 3 and [h.ranks["final"] for h in result.hits] == list(range(1, len(sources) + 1))
@@ -75,6 +138,7 @@ def test_one_hit_per_paragraph_and_each_stage_named_for_what_it_is(tmp_path, tin
 
 
 def test_blend_formula_on_hand_computed_values():
+    """The blend the pipeline ordered by before the ranking policy (kept for the benchmarks' comparisons)."""
     # fused 1, 3, 2 -> min-max 0, 1, 0.5; with weight 0.25: 0.25 * p + 0.75 * fused.
     assert blended_scores([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == pytest.approx([0.2, 0.75, 0.475])
     assert blended_order([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == [1, 2, 0]

@@ -157,6 +157,6 @@ def test_the_pipeline_reranks_a_long_paragraph_by_its_answer_late_in_it(tmp_path
     corpus.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     build_index(corpus, tmp_path / "idx", bi_encoder=str(minilm_path), max_tokens=2000, progress=False)
     qa = QAPipeline.load(tmp_path / "idx", reranker=str(standin_reranker), read=False, device="cpu",
-                         rerank_backend="torch")
-    hits = qa.search(QUESTION, top_k=2, candidates=2, rerank_weight=1.0).hits
+                         rerank_backend="torch", policy="none")
+    hits = qa.search(QUESTION, top_k=2, candidates=2).hits
     assert hits[0].source_id == "long" and hits[0].answerable

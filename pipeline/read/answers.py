@@ -175,7 +175,7 @@ def aggregate(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPo
     """Distinct answers over the read hits, most evidence first, and each hit's own best span (see the module doc)."""
     rows: list[tuple[int, float, Any]] = []  # (hit index, weight, span)
     for h, (hit, reading) in enumerate(zip(hits, readings)):
-        prior = 0.0 if hit.probability is None else policy.paragraph_weight * math.log(max(hit.probability, _FLOOR))
+        prior = 0.0 if hit.probability is None else policy.paragraph_weight * math.log(max(reranker_probability(hit), _FLOOR))
         for span in reading.spans:
             rows.append((h, prior + span.score / policy.temperature, span))
     hit_answers: list[Answer | None] = [None] * len(hits)
@@ -212,6 +212,16 @@ def aggregate(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPo
     return candidates, hit_answers
 
 
+def reranker_probability(hit: Hit) -> float:
+    """The reranker's own probability of a hit: what the shipped answer policy was fitted on.
+
+    ``hit.probability`` is the ranking policy's (pipeline/rank); until the answer
+    policy is refitted on it, the evidence and the abstention model read the
+    reranker's probability (``scores["rerank"]``), as when they were fitted.
+    """
+    return float(hit.scores.get("rerank", hit.probability or 0.0))
+
+
 def _retrieval_rank(hit: Hit) -> int | None:
     for stage in ("fused", "bm25", "dense"):
         if stage in hit.ranks:
@@ -221,7 +231,7 @@ def _retrieval_rank(hit: Hit) -> int | None:
 
 def answer_features(hits: Sequence[Hit], candidates: Sequence[Candidate], read: int) -> dict[str, float]:
     """The abstention model's inputs for one search (names in :data:`FEATURES`)."""
-    probs = [h.probability if h.probability is not None else 0.0 for h in hits]
+    probs = [reranker_probability(h) if h.probability is not None else 0.0 for h in hits]
     top = candidates[0] if candidates else None
     ids = {s.id for s in top.support} if top else set()
     by_id = {h.id: p for h, p in zip(hits, probs)}

@@ -30,6 +30,12 @@ class Candidate:
     ranks: dict[str, int] = field(default_factory=dict)
 
 
+#: How deep each retriever's list is before hybrid fusion when a fitted ranking policy reads the fused
+#: scores: a candidate's fused score and rank then do not depend on how many candidates were asked for
+#: (the top ``k`` of a deeper search are the same candidates with the same scores).
+LIST_DEPTH = 100
+
+
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
@@ -60,15 +66,21 @@ class Retriever:
         """The ``k`` best candidates for one query (mode and fusion from ``settings``, default the product's)."""
         return self.retrieve_many([query], k, settings)[0]
 
-    def retrieve_many(self, queries: Sequence[str], k: int, settings: SearchSettings | None = None) -> list[Retrieval]:
-        """:meth:`retrieve` for many queries; dense queries are encoded in one batch."""
+    def retrieve_many(self, queries: Sequence[str], k: int, settings: SearchSettings | None = None,
+                      *, list_depth: int = 0) -> list[Retrieval]:
+        """:meth:`retrieve` for many queries; dense queries are encoded in one batch.
+
+        ``list_depth`` (hybrid only): fuse each retriever's top ``max(k, list_depth)``
+        and keep the fused top ``k`` (see :data:`LIST_DEPTH`); 0 fuses the top ``k``.
+        """
         settings = settings or SearchSettings()
         mode = settings.mode
+        depth = max(k, list_depth) if mode is RetrievalMode.HYBRID else k
         dense_lists: list[list[tuple[int, float]]] = [[] for _ in queries]
         dense_ms = 0.0
         if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID) and queries:
             start = time.perf_counter()
-            dense_lists = self._dense_lists(queries, k)
+            dense_lists = self._dense_lists(queries, depth)
             dense_ms = _ms(start) / len(queries)
         out = []
         for query, dense in zip(queries, dense_lists):
@@ -76,7 +88,7 @@ class Retriever:
             lists: dict[str, list[tuple[int, float]]] = {}
             if mode in (RetrievalMode.BM25, RetrievalMode.HYBRID):
                 start = time.perf_counter()
-                lists["bm25"] = self.index.bm25.search(query, k)
+                lists["bm25"] = self.index.bm25.search(query, depth)
                 timings["bm25"] = _ms(start)
             if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
                 lists["dense"] = dense
@@ -93,7 +105,7 @@ class Retriever:
                 timings["fusion"] = _ms(start)
             else:
                 (fused,) = lists.values()
-            ranked = []
+            ranked = []  # only the top k keep their place; the rest of the lists were there to fuse them
             for rank, (position, score) in enumerate(fused[:k], start=1):
                 cand = candidates[position]
                 cand.scores["fused"] = float(score)

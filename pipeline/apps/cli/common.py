@@ -27,7 +27,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer-policy", metavar="PATH",
                         help="answer policy JSON (paragraphs read, abstention model; default: the shipped one)")
     parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
-    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 50)")
+    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 20)")
     parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument(
@@ -44,6 +44,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
     parser.add_argument("--rerank-weight", type=float,
                         help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
+    parser.add_argument("--policy", metavar="FILE|NAME|none",
+                        help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
+                        "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
 
 
 def pipeline_settings(args: argparse.Namespace) -> dict:
@@ -68,4 +71,5 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "dense_weight": args.dense_weight,
         "rrf_k": args.rrf_k,
         "rerank_weight": args.rerank_weight,
+        "policy": args.policy,
     }

@@ -49,6 +49,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         rrf_k=cfg.rrf_k,
         dense_weight=cfg.dense_weight,
         rerank_weight=cfg.rerank_weight,
+        policy=qa.policy.describe() if qa.policy else f"blend (rerank_weight {cfg.rerank_weight})",
         settings=qa.config.to_dict(),
     )
     print(markdown_report(result))

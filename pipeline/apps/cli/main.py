@@ -12,7 +12,7 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline.apps.cli import build, data, evaluate, search, serve, train
+from pipeline.apps.cli import build, data, evaluate, policy, search, serve, train
 from pipeline.apps.cli.common import Handler
 from pipeline.errors import QASearchError
 
@@ -25,6 +25,7 @@ REGISTRARS = [
     serve.register,
     evaluate.register_eval,
     evaluate.register_eval_reranker,
+    policy.register,
     train.register,
 ]
 

@@ -120,7 +120,7 @@ def build_schemas(limits: Limits) -> Schemas:
         )
         candidates: int | None = Field(
             None, ge=1, le=limits.max_candidates,
-            description=f"fused candidates the reranker scores (default 50), at most {limits.max_candidates} "
+            description=f"fused candidates the reranker scores (default 20), at most {limits.max_candidates} "
             "(max_candidates)",
         )
         mode: RetrievalMode | None = Field(None, description="retrieval mode (default hybrid)")
