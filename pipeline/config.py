@@ -264,8 +264,8 @@ class SearchSettings:
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
             alone. ``answerable`` comes from the probability.
         top_k: how many hits a search returns.
-        threshold: probability (the ranking policy's) at which a paragraph
-            counts as answering the question.
+        threshold: ``Hit.probability`` (the reranker's, or a fitted ranking
+            policy's) at which a paragraph counts as answering the question.
         max_query_chars: longest question accepted, in characters.
         rerank: use the loaded cross-encoder (``False`` skips it for this search).
         read: use the loaded reader (``False`` skips it for this search).

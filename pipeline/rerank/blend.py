@@ -1,10 +1,11 @@
-"""The order the pipeline used before the ranking policy: the reranker's probability blended with the fused score.
+"""The default final order after reranking: the reranker's probability blended with the fused retrieval score.
 
 ``blended = weight * probability + (1 - weight) * min-max(fused score)``, the fused
 scores normalised over one question's candidates (so the order depends on how
-many candidates there are). The pipeline now orders by the ranking policy
-(:mod:`pipeline.rank.policy`); this formula stays as the baseline the benchmarks
-(``benchmarks/policy_curve.py``, ``benchmarks/tune_rerank_fusion.py``) compare against.
+many candidates there are). ``weight`` 1.0 is the reranker alone, 0.0 the
+retrieval order. A fitted ranking policy (:mod:`pipeline.rank.policy`) replaces it
+when one is named. This is the one place the formula is written; the pipeline,
+the benchmarks and the tests all call it.
 
 Example::
 

@@ -45,9 +45,10 @@ class RetrievalDeployment:
     def info(self) -> dict[str, Any]:
         return {"path": str(self.index.path), "passages": len(self.index), "bi_encoder": self.bi_encoder}
 
-    def retrieve(self, queries: list[str], k: int, settings: SearchSettings) -> tuple[list[Retrieval], dict[int, Passage]]:
+    def retrieve(self, queries: list[str], k: int, settings: SearchSettings,
+                 list_depth: int = 0) -> tuple[list[Retrieval], dict[int, Passage]]:
         """:meth:`Retriever.retrieve_many`, and the passages of every candidate (by position)."""
-        found = self.retriever.retrieve_many(queries, k, settings)
+        found = self.retriever.retrieve_many(queries, k, settings, list_depth=list_depth)
         return found, self.passages([c.position for r in found for c in r.candidates])
 
     def passages(self, positions: Sequence[int]) -> dict[int, Passage]:

@@ -122,8 +122,9 @@ class RemoteRetriever:
         self._call = call
         self._passages = passages
 
-    def retrieve_many(self, queries: Sequence[str], k: int, settings: SearchSettings | None = None) -> list[Retrieval]:
-        found, passages = self._call("retrieve", list(queries), k, settings or SearchSettings())
+    def retrieve_many(self, queries: Sequence[str], k: int, settings: SearchSettings | None = None,
+                      *, list_depth: int = 0) -> list[Retrieval]:
+        found, passages = self._call("retrieve", list(queries), k, settings or SearchSettings(), list_depth)
         self._passages.update(passages)
         return found
 
