@@ -1,7 +1,8 @@
 """Collect what a ranking policy is fitted on: every reranked candidate paragraph of each question, with its gold label.
 
-Runs the pipeline as a search does (its reranker, backend and cascade,
-``--candidates`` deep, whole paragraphs) and writes one JSON line per question:
+Runs the pipeline as a search with a fitted policy does (its reranker, backend and
+cascade, ``--candidates`` deep, each list fused 100 deep, whole paragraphs;
+:func:`pipeline.rank.fit.collect`) and writes one JSON line per question:
 its id, its gold paragraph, and each hit's ``probability``, ``scores`` and
 ``ranks`` (bm25, dense, fused, rerank). ``benchmarks/policy_curve.py`` compares
 feature sets and depths on them, and ``qa-search fit-policy --rows FILE`` fits the
@@ -20,11 +21,9 @@ import logging
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from pipeline import QAPipeline
-from pipeline.eval.evaluation import gold_paragraphs
 from pipeline.eval.questions import load_questions, sample_questions
+from pipeline.rank.fit import collect
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,27 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         settings["reranker"] = args.reranker
     qa = QAPipeline.load(args.index, **settings)
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
-    golds, _ = gold_paragraphs(qa.index, questions)
-    kept = [q for q in questions if q.id in golds]
+    started = time.perf_counter()
+    triples = collect(qa, questions, args.candidates, batch_size=args.batch_size)
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
-    started = time.perf_counter()
     with tmp.open("w", encoding="utf-8") as fh:
-        for start in tqdm(range(0, len(kept), args.batch_size), unit="batch", desc="questions"):
-            batch = kept[start : start + args.batch_size]
-            results = qa.search_many([q.text for q in batch], candidates=args.candidates, top_k=args.candidates,
-                                     read=False)
-            for q, result in zip(batch, results):
-                fh.write(json.dumps({
-                    "id": q.id, "gold": golds[q.id],
-                    "hits": [{"source_id": h.source_id, "probability": h.probability, "scores": h.scores,
-                              "ranks": h.ranks} for h in result.hits],
-                }) + "\n")
+        for qid, gold, hits in triples:
+            fh.write(json.dumps({"id": qid, "gold": gold, "hits": [
+                {key: h[key] for key in ("source_id", "scores", "ranks")} for h in hits]}) + "\n")
     tmp.replace(out)
     meta = {"index": args.index, "questions": args.questions, "articles": args.articles, "sample": args.sample,
             "seed": args.seed, "candidates": args.candidates, "fusion": qa.settings.fusion.value,
             "reranker": qa.reranker.name if qa.reranker else None,
-            "backend": qa.reranker.describe() if qa.reranker else None, "rows": len(kept),
+            "backend": qa.reranker.describe() if qa.reranker else None, "rows": len(triples),
             "seconds": round(time.perf_counter() - started, 1)}
     out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(meta))

@@ -498,3 +498,31 @@ def test_standin_reranking_beats_hybrid_on_held_out_questions(held_out_qa, squad
             assert got[mode][metric] >= measured - MARGIN, (mode, metric, got, HELD_OUT_MEASURED)
     # Reranking the hybrid top 10 must not lose to the list it reorders (measured: 90.37 vs 88.67).
     assert got["rerank"]["mrr@10"] >= got["hybrid"]["mrr@10"], got
+
+
+def test_fit_policy_searches_as_a_fitted_policy_does_and_writes_a_loadable_file(squad_v2_index, squad_v2,
+                                                                                 tiny_cross_encoder, tmp_path, capsys):
+    from pipeline.qa import QAPipeline
+    from pipeline.rank.fit import collect
+    from pipeline.rank.policy import Policy
+    from pipeline.retrieve.retriever import LIST_DEPTH
+
+    qa = QAPipeline.load(squad_v2_index, reranker=str(tiny_cross_encoder), read=False, device="cpu")
+    questions = [q for q in load_questions(squad_v2) if q.answerable]
+    triples = collect(qa, questions, 2, progress=False)
+    assert qa.policy is None  # the pipeline's own order is back after collecting
+    assert len(triples) == len(questions) and all(len(hits) == 2 for _, _, hits in triples)
+    deep = qa.retriever.retrieve_many([q.text for q in questions], 2, qa.settings, list_depth=LIST_DEPTH)
+    for (_, _, hits), found in zip(triples, deep):  # fused as a policy's search fuses them: each list 100 deep
+        want = {qa.index.passages[c.position].source_id: c.scores["fused"] for c in found.candidates}
+        assert {h["source_id"]: h["scores"]["fused"] for h in hits} == pytest.approx(want)
+    out = tmp_path / "policy.json"
+    args = ["fit-policy", "--index", str(squad_v2_index), "--questions", str(squad_v2), "--reranker",
+            str(tiny_cross_encoder), "--candidates", "3", "-q", "--out", str(out)]
+    assert main(args) == 0
+    policy = Policy.load(out)
+    assert set(policy.coef) == {"rerank_probability", "fused"} and policy.fusion == "weighted"
+    assert policy.fitted["candidates"] == 3 and policy.fitted["questions"] == len(questions)
+    assert f"--policy {out}" in capsys.readouterr().out
+    assert main(args[:-2] + ["--features", "rerank_logit,colour", "--out", str(out)]) == 2
+    assert "error: Unknown --features colour; valid values: rerank_probability" in capsys.readouterr().err

@@ -24,6 +24,10 @@ import numpy as np
 from pipeline.errors import ConfigError
 from pipeline.rank.policy import FEATURES, Policy, features
 
+#: Weighs nothing but reads the retrieval features, so a search with it fuses each retriever's list
+#: ``LIST_DEPTH`` deep, as a search with a fitted policy does: the rows get the fused scores a policy sees.
+COLLECTING = Policy(reranker=None, coef={"fused": 0.0}, intercept=0.0, fitted={"note": "collecting rows"})
+
 
 @dataclass(frozen=True)
 class Row:
@@ -34,6 +38,36 @@ class Row:
     label: int
     fused_rank: int
     features: dict[str, float]
+
+
+def collect(qa, questions: Sequence, depth: int, *, batch_size: int = 16,
+            progress: bool = True) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """Search ``questions`` with ``qa`` as a fitted policy's search does, ``depth`` candidates, no reading.
+
+    Returns ``(question id, gold paragraph id, hits as dicts)`` for every question whose
+    gold paragraph is in the index; the hits keep the reranker's own probability
+    (``scores["rerank"]``) and every retrieval score and rank.
+    """
+    from tqdm.auto import tqdm
+
+    from pipeline.eval.evaluation import gold_paragraphs
+
+    if qa.reranker is None:
+        raise ConfigError("Fitting a ranking policy needs a reranker; do not pass --no-rerank.")
+    golds, _ = gold_paragraphs(qa.index, questions)
+    kept = [q for q in questions if q.id in golds]
+    if not kept:
+        raise ConfigError("None of the chosen questions has its gold paragraph in the index.")
+    out = []
+    saved, qa.policy = qa.policy, COLLECTING
+    try:
+        for start in tqdm(range(0, len(kept), batch_size), desc="questions", unit="batch", disable=not progress):
+            batch = kept[start : start + batch_size]
+            results = qa.search_many([q.text for q in batch], candidates=depth, top_k=depth, read=False)
+            out.extend((q.id, golds[q.id], [h.to_dict() for h in r.hits]) for q, r in zip(batch, results))
+    finally:
+        qa.policy = saved
+    return out
 
 
 def row_of(question_id: str, gold: str, hit: Mapping[str, Any]) -> Row:

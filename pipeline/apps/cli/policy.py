@@ -12,13 +12,10 @@ DEFAULT_FEATURES = "rerank_probability,fused"
 
 
 def _cmd_fit_policy(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from pipeline.errors import ConfigError
-    from pipeline.eval.evaluation import gold_paragraphs
     from pipeline.eval.questions import load_questions, sample_questions
     from pipeline.qa import QAPipeline
-    from pipeline.rank.fit import fit_policy, rows_of
+    from pipeline.rank.fit import collect
     from pipeline.rank.policy import FEATURES
 
     names = [n.strip() for n in args.features.split(",") if n.strip()]
@@ -28,34 +25,16 @@ def _cmd_fit_policy(args: argparse.Namespace) -> int:
     if args.rows:
         return _fit_from_rows(args, names)
     questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
-    settings = pipeline_settings(args) | {"read": False, "policy": "none"}
-    qa = QAPipeline.load(args.index, **settings)
-    if qa.reranker is None:
-        raise ConfigError("Fitting a ranking policy needs a reranker; do not pass --no-rerank.")
-    golds, _ = gold_paragraphs(qa.index, questions)
-    kept = [q for q in questions if q.id in golds]
-    if not kept:
-        raise ConfigError("None of the chosen questions has its gold paragraph in the index.")
+    qa = QAPipeline.load(args.index, **(pipeline_settings(args) | {"read": False}))
     depth = qa.settings.candidates
-    triples = []
-    for start in tqdm(range(0, len(kept), args.batch_size), desc="questions", unit="batch", disable=args.quiet):
-        batch = kept[start : start + args.batch_size]
-        for q, result in zip(batch, qa.search_many([q.text for q in batch], top_k=depth)):
-            triples.append((q.id, golds[q.id], [h.to_dict() for h in result.hits]))
-    rows = rows_of(triples)
+    triples = collect(qa, questions, depth, batch_size=args.batch_size, progress=not args.quiet)
     fitted = {"questions_file": Path(args.questions).name, "index": Path(args.index).name,
               "articles": args.articles, "sample": args.sample,
               "seed": args.seed if args.sample else None, "candidates": depth,
               "rerank_backend": qa.reranker.describe(), "mode": qa.settings.mode.value,
               "dense_weight": qa.settings.dense_weight}
-    policy = fit_policy(rows, reranker=display_name(qa.reranker.name), names=names, C=args.C,
-                        fusion=qa.settings.fusion.value,
-                        fitted=fitted)
-    policy.save(args.out)
-    weights = ", ".join(f"{k} {v:+.3f}" for k, v in policy.coef.items())
-    print(f"Fitted on {policy.fitted['rows']} candidates of {policy.fitted['questions']} questions: "
-          f"intercept {policy.intercept:+.3f}, {weights}. Wrote {args.out}; use it with --policy {args.out}")
-    return 0
+    return _fit_and_save(args, triples, names, reranker=qa.reranker.name, fusion=qa.settings.fusion.value,
+                         fitted=fitted)
 
 
 def _fit_from_rows(args: argparse.Namespace, names: list[str]) -> int:
@@ -63,7 +42,6 @@ def _fit_from_rows(args: argparse.Namespace, names: list[str]) -> int:
     import json
 
     from pipeline.errors import ConfigError
-    from pipeline.rank.fit import fit_policy, rows_of
 
     path = Path(args.rows)
     meta_path = path.with_suffix(".meta.json")
@@ -81,12 +59,21 @@ def _fit_from_rows(args: argparse.Namespace, names: list[str]) -> int:
     fitted = {"questions_file": Path(meta["questions"]).name, "index": Path(meta["index"]).name,
               "rows_file": path.name, "candidates": depth}
     fitted |= {key: meta.get(key) for key in ("articles", "sample", "seed", "backend")}
-    policy = fit_policy(rows_of(triples), reranker=display_name(meta["reranker"]), names=names, C=args.C,
-                        fusion=meta.get("fusion", "weighted"), fitted=fitted)
+    return _fit_and_save(args, triples, names, reranker=meta["reranker"], fusion=meta.get("fusion", "weighted"),
+                         fitted=fitted)
+
+
+def _fit_and_save(args: argparse.Namespace, triples: list, names: list[str], *, reranker: str, fusion: str,
+                  fitted: dict) -> int:
+    """Fit the policy on ``(question id, gold id, hits)`` triples, write it to ``--out`` and say so."""
+    from pipeline.rank.fit import fit_policy, rows_of
+
+    policy = fit_policy(rows_of(triples), reranker=display_name(reranker), names=names, C=args.C, fusion=fusion,
+                        fitted=fitted)
     policy.save(args.out)
     weights = ", ".join(f"{k} {v:+.3f}" for k, v in policy.coef.items())
     print(f"Fitted on {policy.fitted['rows']} candidates of {policy.fitted['questions']} questions: "
-          f"intercept {policy.intercept:+.3f}, {weights}. Wrote {args.out}")
+          f"intercept {policy.intercept:+.3f}, {weights}. Wrote {args.out}; use it with --policy {args.out}")
     return 0
 
 
