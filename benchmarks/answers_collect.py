@@ -1,10 +1,10 @@
 """Collect what answer selection and abstention are tuned on: each question's hits and reader spans.
 
-Runs the pipeline (shipped search defaults: hybrid, 50 candidates, reranked) on a
+Runs the pipeline (shipped search defaults: hybrid, 20 candidates, reranked) on a
 fixed sample of SQuAD questions, reads the top ``--paragraphs`` hits of each with
 :meth:`Reader.spans`, and writes one JSON line per question: the question (id,
 title, answerable, gold answers, gold paragraph found by context text), its hits
-(id, source_id, probability, ranks) and the readings of the read hits. Both
+(id, source_id, probability, scores, ranks, text) and the readings of the read hits. Both
 benchmarks/answers_fit.py (tune) and the held-out figures work from these files,
 so the models run once.
 
@@ -83,7 +83,8 @@ def main(argv=None) -> int:
                     "answers": list(q.answers),
                     "gold": by_text.get(clean_text(q.context)),
                     "hits": [
-                        {"id": h.id, "source_id": h.source_id, "probability": h.probability, "ranks": h.ranks}
+                        {"id": h.id, "source_id": h.source_id, "probability": h.probability, "scores": h.scores,
+                         "ranks": h.ranks, "text": h.text}
                         for h in r.hits
                     ],
                     "readings": [asdict(x) for x in readings[k : k + len(read)]],

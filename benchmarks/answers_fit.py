@@ -42,6 +42,7 @@ from pipeline.read.answers import (  # noqa: E402
     DEFAULT_POLICY,
     FEATURES,
     AnswerPolicy,
+    LexicalEvidence,
     aggregate,
     answer_features,
 )
@@ -58,8 +59,8 @@ def load(path: str) -> list[dict]:
     records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     for r in records:
         r["hit_objs"] = [
-            Hit(id=h["id"], title="", text="", source_id=h["source_id"], answerable=None,
-                probability=h["probability"], ranks=h["ranks"])
+            Hit(id=h["id"], title="", text=h.get("text", ""), source_id=h["source_id"], answerable=None,
+                probability=h["probability"], scores=h.get("scores", {}), ranks=h["ranks"])
             for h in r["hits"]
         ]
         r["reading_objs"] = [Reading([Span(**s) for s in x["spans"]], x["null"]) for x in r["readings"]]
@@ -104,12 +105,14 @@ def tune_selection(records: list[dict]) -> tuple[AnswerPolicy, list[dict]]:
                         temperature=best["temperature"]), rows
 
 
-def features_of(records: list[dict], policy: AnswerPolicy) -> tuple[np.ndarray, list[str | None]]:
+def features_of(records: list[dict], policy: AnswerPolicy,
+                names: tuple[str, ...] = FEATURES) -> tuple[np.ndarray, list[str | None]]:
     X, preds = [], []
+    lexical = LexicalEvidence()
     for r in records:
         c = choose(r, policy)
-        feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])))
-        X.append([feats[f] for f in FEATURES])
+        feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical)
+        X.append([feats[f] for f in names])
         preds.append(c[0].text if c else None)
     return np.array(X, dtype=float), preds
 
@@ -149,11 +152,11 @@ def judged(records, preds, scores, threshold) -> dict:
     }
 
 
-def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int) -> dict:
+def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = FEATURES) -> dict:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
-    X, preds = features_of(records, policy)
+    X, preds = features_of(records, policy, names)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     out_of_fold = np.zeros(len(records))
@@ -169,11 +172,14 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int) -> dic
         row["articles"] = sorted(set(groups[test]))
         per_fold.append(row)
     single = {}
-    for j, name in enumerate(FEATURES):
+    for j, name in enumerate(names):
         if len(set(X[:, j])) > 1:
             single[name] = float(roc_auc_score(y, X[:, j]))
     pooled = judged(records, preds, out_of_fold, float(np.mean([f["threshold"] for f in per_fold])))
     pooled["auroc"] = float(roc_auc_score(y, out_of_fold))
+    # The figure: false answers where exactly KEEP of the answerable questions keep an answer (out of fold).
+    at_keep = keep_threshold(out_of_fold, y)
+    pooled["false_answer_rate_at_keep"] = float((out_of_fold[y == 0] >= at_keep).mean())
     return {"folds": per_fold, "pooled_out_of_fold": pooled, "single_feature_auroc": single,
             "mean_fold_auroc": float(np.mean([f["auroc"] for f in per_fold if f["auroc"] is not None])),
             "mean_fold_false_answer_rate": float(np.mean([f["false_answer_rate"] for f in per_fold])),
@@ -230,9 +236,15 @@ def main(argv=None) -> int:
     parser.add_argument("--reader", default="minilm-l6-squad-tune-reader")
     parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/answers_fit.json"))
+    parser.add_argument("--features", default=",".join(FEATURES),
+                        help="abstention features, comma-separated (default: all of pipeline.read.answers.FEATURES)")
     parser.add_argument("--write-policy", action="store_true", help=f"write the fitted policy to {DEFAULT_POLICY}")
     args = parser.parse_args(argv)
 
+    names = tuple(n.strip() for n in args.features.split(",") if n.strip())
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        parser.error(f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
     tune = load(args.tune)
     selection, grid = tune_selection(tune)
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
@@ -240,7 +252,7 @@ def main(argv=None) -> int:
     best = max(grid, key=lambda row: row["f1"])
     print(f"selection: read {selection.paragraphs}, paragraph weight {selection.paragraph_weight}, "
           f"temperature {selection.temperature}: tune end-to-end F1 {best['f1']:.2f}")
-    cv = cross_validate(tune, selection, args.folds)
+    cv = cross_validate(tune, selection, args.folds, names)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
         print(f"{f['fold']:<6}{f['questions']:>6}{f['auroc']:>8.3f}{f['false_answer_rate']:>8.3f}{f['recall']:>8.3f}"
@@ -248,9 +260,11 @@ def main(argv=None) -> int:
     p = cv["pooled_out_of_fold"]
     print(f"{'pooled':<6}{p['questions']:>6}{p['auroc']:>8.3f}{p['false_answer_rate']:>8.3f}{p['recall']:>8.3f}"
           f"{p.get('HasAns_f1', float('nan')):>11.2f}{p.get('NoAns_f1', float('nan')):>10.2f}{p['f1']:>8.2f}")
+    print(f"pooled out-of-fold, where {100 * KEEP:.0f}% of answerable questions keep an answer: false-answer rate "
+          f"{p['false_answer_rate_at_keep']:.3f}")
     print("single-feature AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in cv["single_feature_auroc"].items()))
 
-    X, _ = features_of(tune, selection)
+    X, _ = features_of(tune, selection, names)
     y = np.array([int(r["answerable"]) for r in tune])
     scaler, model = fit(X, y)
     threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
@@ -258,7 +272,7 @@ def main(argv=None) -> int:
         paragraphs=selection.paragraphs,
         paragraph_weight=selection.paragraph_weight,
         temperature=selection.temperature,
-        features=FEATURES,
+        features=names,
         mean=tuple(round(float(v), 6) for v in scaler.mean_),
         scale=tuple(round(float(v), 6) for v in scaler.scale_),
         coef=tuple(round(float(v), 6) for v in model.coef_[0]),

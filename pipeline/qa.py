@@ -252,8 +252,8 @@ class QAPipeline:
         start = time.perf_counter()
         readings = self.reader.spans(pairs)
         offset = 0
-        for i, (shown, read) in enumerate(zip(hits, chosen)):
-            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain)
+        for i, (question, shown, read) in enumerate(zip(questions, hits, chosen)):
+            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain, question=question)
             offset += len(read)
             for hit, answer in zip(read, decision.hit_answers):
                 hit.answer = answer

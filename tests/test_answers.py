@@ -8,7 +8,13 @@ import pytest
 from conftest import make_keyword_reader
 
 from pipeline.errors import ConfigError
-from pipeline.read.answers import AnswerPolicy, aggregate, answer_features, decide
+from pipeline.read.answers import (
+    AnswerPolicy,
+    LexicalEvidence,
+    aggregate,
+    answer_features,
+    decide,
+)
 from pipeline.read.reader import Reader, Reading, Span
 from pipeline.results import Hit
 
@@ -87,6 +93,40 @@ def test_decision_lists_support_and_features_say_who_agrees():
     feats = answer_features(hits, decision.candidates, 2)
     assert feats["agreement"] == 1.0 and feats["answer_in_top"] == 1.0 and feats["top_agrees"] == 1.0
     assert feats["probability"] == 0.9 and feats["probability_gap"] == pytest.approx(0.6)
+
+
+TESLA = ("Nikola Tesla was born on 10 July 1856 in Smiljan. His father was an Orthodox priest. "
+         "Tesla moved to the United States in 1884.")
+
+
+def test_lexical_evidence_finds_the_words_an_unanswerable_question_swapped_in():
+    lexical = LexicalEvidence()
+    start = TESLA.index("1856")
+    asked = lexical.features("In what year was Nikola Tesla born?", TESLA, start, start + 4)
+    assert asked == {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms": 0.0, "negation_mismatch": 0.0}
+    # SQuAD 2.0 style: an entity swapped in (Edison) and a negation the paragraph never states
+    swapped = lexical.features("In what year was Thomas Edison not born?", TESLA, start, start + 4)
+    assert swapped["question_coverage"] == pytest.approx(1 / 3)  # born; not thomas, edison
+    assert swapped["missing_terms"] == 2.0 and swapped["negation_mismatch"] == 1.0
+    # the sentence is the one holding the span: "father" and "priest" are in the paragraph, not in it
+    father = lexical.features("When was Tesla's father a priest?", TESLA, start, start + 4)
+    assert father["question_coverage"] == 1.0 and father["sentence_coverage"] < 0.5
+    assert LexicalEvidence.sentence(TESLA, start, start + 4) == "Nikola Tesla was born on 10 July 1856 in Smiljan."
+    # initials and abbreviations do not end a sentence (SQuAD's Tesla paragraph: "10 July [O.S. 28 June] 1856")
+    wiki = "Tesla was born on 10 July [O.S. 28 June] 1856 in Smiljan. Dr. Milutin, his father, served the U.S. Army."
+    at = wiki.index("1856")
+    assert lexical.features("In what year was Nikola Tesla born?", wiki, at, at + 4)["sentence_coverage"] == pytest.approx(2 / 3)
+    at = wiki.index("father")
+    assert LexicalEvidence.sentence(wiki, at, at + 6) == "Dr. Milutin, his father, served the U.S. Army."
+
+
+def test_answer_features_read_the_answers_paragraph_and_default_without_a_question():
+    hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9, ranks={"fused": 1})]
+    start = TESLA.index("1856")
+    decision = decide(hits, [Reading([Span("1856", start, start + 4, 7.0)])], AnswerPolicy(paragraphs=1))
+    with_question = answer_features(hits, decision.candidates, 1, "Which year was Marie Curie born?")
+    assert with_question["missing_terms"] == 2.0 and with_question["question_coverage"] == pytest.approx(1 / 3)
+    assert answer_features(hits, decision.candidates, 1)["question_coverage"] == 1.0
 
 
 SPAN_POLICY = AnswerPolicy(

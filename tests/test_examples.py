@@ -39,32 +39,47 @@ def answered(examples_index, standin_reranker, standin_reader):
     return qa, dict(zip(examples, qa.search_many(examples)))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "question",
-    [
-        pytest.param(
-            q,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the blended order puts Chloroplast#5 first (reranker probability 0.61, below the next "
-                "paragraphs'), whose best span (score 4.8) is far weaker than theirs (8.1-8.3); the gold paragraph "
-                "#0 is not in the top 5. Open in issues 15 and 18 (a ranking policy that beats the blend, or better answer selection).",
-            ),
-        )
-        if q == CHLOROPLAST
-        else q
+def example_params(known_failures: dict[str, str], skip: tuple[str, ...] = ()) -> list:
+    """The UI's example questions as test parameters, each known failure a strict xfail with its reason."""
+    return [
+        pytest.param(q, marks=pytest.mark.xfail(strict=True, reason=known_failures[q])) if q in known_failures else q
         for q in SQUAD_EXAMPLES
-    ],
+        if q not in skip
+    ]
+
+
+CHLOROPLAST_ORDER = (
+    "the blended order puts Chloroplast#5 first (reranker probability 0.61, below the next paragraphs'), whose best "
+    "span (score 4.8) is far weaker than theirs (8.1-8.3); the gold paragraph #0 is not in the top 5. Open in issues "
+    "15 and 18 (a ranking policy that beats the blend, or better answer selection)."
 )
+TESLA_ABSTAINS = (
+    "the answer policy abstains by a hair: answerability 0.405 against the threshold 0.412 (where 85% of the "
+    "answerable tune questions keep an answer, so 15% do not); '1856' is its best candidate, shown on request. "
+    "Open in issue 18 (docs/answers.md)."
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", example_params({CHLOROPLAST: CHLOROPLAST_ORDER}))
 def test_every_ui_example_gets_the_answer_its_top_paragraph_gives(answered, question):
+    """The answer chosen (shown, or behind "Show the best candidate anyway" when the search abstains)."""
     qa, results = answered
     result = results[question]
-    assert result.answer is not None, result.no_answer_reason
+    chosen = result.answer or result.candidate
+    assert chosen is not None, result.no_answer_reason
     top = result.hits[0]
     (reading,) = qa.reader.spans([(question, top.text)], top=1)
-    assert normalize_answer(result.answer.text) == normalize_answer(reading.best.text)
-    assert top.id in [s.id for s in result.answer.support]
+    assert normalize_answer(chosen.text) == normalize_answer(reading.best.text)
+    assert top.id in [s.id for s in chosen.support]
     if question == TESLA:
         assert top.source_id.startswith("Nikola_Tesla#")
-        assert result.answer.text == "1856"  # not 1861, the year of a later paragraph
+        assert chosen.text == "1856"  # not 1861, the year of a later paragraph
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("question", example_params({TESLA: TESLA_ABSTAINS}, skip=(CHLOROPLAST,)))
+def test_no_ui_example_with_a_right_answer_abstains(answered, question):
+    _, results = answered
+    result = results[question]
+    assert result.answer is not None, result.no_answer_reason

@@ -23,8 +23,9 @@ systems aggregate.
 features, coefficients, intercept, threshold; a small JSON file) turns
 :func:`answer_features` (the top paragraph's probability and its lead over the
 next, the best answer's share and how many read paragraphs agree on it, its
-span score, whether the reranker's top is the retriever's top) into
-``answerability``; below the policy's threshold the search abstains. The
+span score, whether the reranker's top is the retriever's top, and how much of
+the question's wording the answer's paragraph and sentence hold:
+:class:`LexicalEvidence`) into ``answerability``; below the policy's threshold the search abstains. The
 shipped policy (``answer_policy.json`` beside this module) was fitted by
 ``benchmarks/answers_fit.py`` on SQuAD v2.0 questions of the tune articles
 with grouped cross-validation by article; it records the models it was fitted
@@ -37,6 +38,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.index.bm25 import BM25Tokenizer, TokenizerSettings
 from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reading
 from pipeline.results import Answer, BestAnswer, Hit, Support
@@ -64,7 +67,28 @@ FEATURES = (
     "answer_probability",
     "top_agrees",
     "answer_in_top",
+    "question_coverage",
+    "sentence_coverage",
+    "missing_terms",
+    "negation_mismatch",
 )
+
+#: Words that say what is asked, not what about: left out of the question's content terms.
+_ASK_WORDS = frozenset(
+    "what which who whom whose when where why how did does do done many much was were is are be been name "
+    "a an and as at but by for if in into it of on or such that the their then there these they this to "
+    "with from has have had can could would should "
+    # what kind of answer is wanted, rarely said in the answering sentence
+    "year years date day month century percent percentage number amount kind type term called".split()
+)
+_NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "without", "cannot"})
+_WORD = re.compile(r"\w+", re.UNICODE)
+#: A sentence ends at . ! or ? before a space and a capital, a digit or the end, unless the word it closes
+#: is an initial or a short abbreviation ("O.S. 28 June", "U.S. Army", "Dr. Smith").
+_SENTENCE_END = re.compile(r"(?:(?<=[^\W\d_]{2})|(?<=[\d)\]\"']))[.!?](?=\s+[\"'(\[]?[A-Z0-9]|\s*$)")
+_ABBREVIATIONS = frozenset("mr mrs ms dr st jr sr vs mt ft gen col lt sgt no co inc ltd corp approx est".split())
+#: The lexical features of a search without a question or an answer: nothing says the question is off.
+_COVERED = {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms": 0.0, "negation_mismatch": 0.0}
 
 _FLOOR = 1e-6  # probabilities are clipped here before the log
 
@@ -229,12 +253,75 @@ def _retrieval_rank(hit: Hit) -> int | None:
     return None
 
 
-def answer_features(hits: Sequence[Hit], candidates: Sequence[Candidate], read: int) -> dict[str, float]:
-    """The abstention model's inputs for one search (names in :data:`FEATURES`)."""
+class LexicalEvidence:
+    """How much of a question's wording the answer's paragraph and sentence hold (stemmed content terms).
+
+    SQuAD 2.0's unanswerable questions were written against a real paragraph by
+    swapping an entity, adding a negation or a condition the paragraph lacks: a
+    term of the question that the answer's paragraph never mentions is evidence
+    against it, which neither the reranker nor the reader sees on its own.
+    """
+
+    def __init__(self) -> None:
+        self._stem = BM25Tokenizer(TokenizerSettings(stopwords=False))
+
+    def terms(self, text: str) -> set[str]:
+        """The stemmed content terms of ``text``: no question words, negations or single letters."""
+        words = _WORD.findall(text.lower())
+        kept = [w for w in words if w not in _ASK_WORDS and w not in _NEGATIONS and (len(w) > 1 or w.isdigit())]
+        return set(self._stem(" ".join(kept)))
+
+    @staticmethod
+    def sentence(text: str, start: int, end: int) -> str:
+        """The sentence of ``text`` that holds ``text[start:end]`` (cut at . ! ? followed by a space)."""
+        ends = [m.end() for m in _SENTENCE_END.finditer(text) if not LexicalEvidence._abbreviation(text, m.start())]
+        begin = max((e for e in ends if e <= start), default=0)
+        after = min((e for e in ends if e >= max(end, begin + 1)), default=len(text))
+        return text[begin:after].strip()
+
+    @staticmethod
+    def _abbreviation(text: str, dot: int) -> bool:
+        word = re.search(r"(\w+)$", text[:dot])
+        return bool(word) and word.group(1).lower() in _ABBREVIATIONS
+
+    def features(self, question: str, text: str, start: int, end: int) -> dict[str, float]:
+        """The lexical features of answering ``question`` with ``text[start:end]`` (names as in :data:`FEATURES`)."""
+        asked = self.terms(question)
+        if not asked:
+            return dict(_COVERED)
+        held = self.terms(text)
+        sentence = self.sentence(text, start, end)
+        in_sentence = self.terms(sentence)
+        words = set(_WORD.findall(question.lower()))
+        negated = bool(words & _NEGATIONS) or "n't" in question.lower()
+        sentence_negated = bool(set(_WORD.findall(sentence.lower())) & _NEGATIONS) or "n't" in sentence.lower()
+        return {
+            "question_coverage": len(asked & held) / len(asked),
+            "sentence_coverage": len(asked & in_sentence) / len(asked),
+            "missing_terms": float(min(len(asked - held), 5)),
+            "negation_mismatch": 1.0 if negated and not sentence_negated else 0.0,
+        }
+
+
+def answer_features(
+    hits: Sequence[Hit], candidates: Sequence[Candidate], read: int, question: str = "",
+    lexical: LexicalEvidence | None = None,
+) -> dict[str, float]:
+    """The abstention model's inputs for one search (names in :data:`FEATURES`).
+
+    ``question`` (and the hits' texts) feed the lexical features; without them
+    those features read as a fully covered question.
+    """
     probs = [reranker_probability(h) if h.probability is not None else 0.0 for h in hits]
     top = candidates[0] if candidates else None
     ids = {s.id for s in top.support} if top else set()
     by_id = {h.id: p for h, p in zip(hits, probs)}
+    lexical_features = dict(_COVERED)
+    if top is not None and question:
+        first = top.support[0]
+        text = next((h.text for h in hits if h.id == first.id), "")
+        if text:
+            lexical_features = (lexical or LexicalEvidence()).features(question, text, first.start, first.end)
     return {
         "probability": probs[0] if probs else 0.0,
         "probability_gap": (probs[0] - probs[1]) if len(probs) > 1 else (probs[0] if probs else 0.0),
@@ -244,6 +331,7 @@ def answer_features(hits: Sequence[Hit], candidates: Sequence[Candidate], read: 
         "answer_probability": max((by_id.get(i, 0.0) for i in ids), default=0.0),
         "top_agrees": 1.0 if hits and _retrieval_rank(hits[0]) == 1 else 0.0,
         "answer_in_top": 1.0 if hits and hits[0].id in ids else 0.0,
+        **lexical_features,
     }
 
 
@@ -261,15 +349,17 @@ def best_answer_of(candidate: Candidate) -> BestAnswer:
     )
 
 
-def decide(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True) -> Decision:
-    """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer."""
+def decide(
+    hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True, question: str = ""
+) -> Decision:
+    """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer ``question``."""
     read_hits = list(hits[: len(readings)])
     candidates, hit_answers = aggregate(read_hits, readings, policy)
     if not candidates:
         reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
         return Decision(None, None, None, reason, [], hit_answers)
     candidate = best_answer_of(candidates[0])
-    score = policy.answerability(answer_features(hits, candidates, len(read_hits)))
+    score = policy.answerability(answer_features(hits, candidates, len(read_hits), question))
     if abstain and policy.abstains and score is not None and score < policy.threshold:
         reason = (
             f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
