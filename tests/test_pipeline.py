@@ -137,6 +137,32 @@ def test_one_hit_per_paragraph_and_each_stage_named_for_what_it_is(tmp_path, tin
     assert tamsel.probability == pytest.approx(max(window_probs.values()), abs=1e-5)
 
 
+def test_default_windows_are_what_the_bi_encoder_reads(tmp_path, tiny_bi_encoder, caplog):
+    """A window longer than the bi-encoder's max_seq_length would be embedded only in part: the default fits it."""
+    import json
+
+    from pipeline.index import SearchIndex
+    from pipeline.models.encoder import BiEncoder
+
+    long_text = " ".join(f"Sentence {i} of a very long paragraph about the river Tamsel and its mills." for i in range(40))
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"id": "long", "title": "Long", "text": long_text}) + "\n", encoding="utf-8")
+    build_index(corpus, tmp_path / "idx", bi_encoder=str(tiny_bi_encoder), progress=False)
+    index = SearchIndex.load(tmp_path / "idx")
+    encoder = BiEncoder.load(str(tiny_bi_encoder), device="cpu")
+    assert encoder.max_seq_length == 128
+    assert index.manifest.windows["max_tokens"] == 126  # 128 less [CLS] and [SEP]
+    windows = [p.text for p in index.passages]
+    assert len(windows) > 3 and any("Sentence 39 " in w for w in windows)  # the end of the paragraph is indexed
+    lengths = [len(encoder.tokenizer(w, add_special_tokens=False)["input_ids"]) for w in windows]
+    assert max(lengths) <= 126 and max(lengths) > 100  # every window read whole, none needlessly short
+    # Asking for longer windows still works, and says what dense retrieval will miss.
+    with caplog.at_level("WARNING", logger="pipeline.index.build"):
+        build_index(corpus, tmp_path / "idx-448", bi_encoder=str(tiny_bi_encoder), max_tokens=448, progress=False)
+    assert SearchIndex.load(tmp_path / "idx-448").manifest.windows["max_tokens"] == 448
+    assert "longer than the bi-encoder" in caplog.text and "--window-tokens 126" in caplog.text
+
+
 def test_blend_formula_on_hand_computed_values():
     """The blend the pipeline ordered by before the ranking policy (kept for the benchmarks' comparisons)."""
     # fused 1, 3, 2 -> min-max 0, 1, 0.5; with weight 0.25: 0.25 * p + 0.75 * fused.

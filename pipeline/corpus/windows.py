@@ -22,7 +22,8 @@ def split_windows(text: str, tokenizer: Tokenizer | None, max_tokens: int, overl
     if tokenizer is None:
         counts = [1] * len(words)
     else:
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        # verbose=False: counting the tokens of a long paragraph is the point, not an overflow to warn about
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
         counts = [0] * len(words)
         w = 0
         for start, end in offsets:

@@ -73,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "build-state.json"
 DEFAULT_CHUNK_SIZE = 10_000
+#: Window size for a bi-encoder that does not say how many tokens it reads.
+LEGACY_WINDOW_TOKENS = 448
 DEFAULT_VECTORS_CHECK = 8
 
 
@@ -168,6 +170,30 @@ def _load_encoder(bi_encoder: str | BiEncoder, device: str | None, backend: str 
     return BiEncoder.load(bi_encoder, device=device, backend=backend, progress=progress, allow_download=allow_download)
 
 
+def encoder_window(encoder: BiEncoder, asked: int | None = None) -> int:
+    """Window size in tokens for ``encoder``: ``asked``, or (``None``) what it reads of a passage.
+
+    A window longer than the bi-encoder's ``max_seq_length`` (less its special
+    tokens) would be embedded only up to that limit, its tail never seen by
+    dense retrieval, so the default is the limit itself (254 for
+    all-MiniLM-L6-v2) and a longer ``asked`` is logged.
+    """
+    limit = encoder.max_seq_length
+    special = 2
+    tokenizer = getattr(encoder, "tokenizer", None)
+    try:
+        special = int(tokenizer.num_special_tokens_to_add(pair=False))
+    except (AttributeError, TypeError):
+        pass
+    reads = limit - special if limit else None
+    if asked is None:
+        return reads if reads and reads > 0 else LEGACY_WINDOW_TOKENS
+    if reads and asked > reads:
+        logger.warning("Windows of %d tokens are longer than the bi-encoder %s reads (%d): dense retrieval will not see "
+                       "the end of long windows; --window-tokens %d fits it.", asked, encoder.name, reads, reads)
+    return asked
+
+
 def _encoder_info(encoder: BiEncoder) -> dict:
     return {
         "name": encoder.name,
@@ -205,7 +231,7 @@ def build_index(
     vectors_check: int = DEFAULT_VECTORS_CHECK,
     fmt: str = "auto",
     strict: bool = True,
-    max_tokens: int = 448,
+    max_tokens: int | None = None,
     overlap: int = 64,
     batch_size: int = 32,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -223,7 +249,10 @@ def build_index(
     ``resume``: continue an interrupted build of the same corpus with the same
     settings (default); ``False`` starts afresh. ``encoder_backend``: ``torch``,
     ``onnx`` or ``onnx-int8`` for embedding the passages (queries are always
-    embedded with the model as loaded for search).
+    embedded with the model as loaded for search). ``max_tokens``: paragraphs
+    longer than this many bi-encoder tokens become windows sharing ``overlap``
+    tokens (``None``: what the bi-encoder reads, :func:`encoder_window`; 0 keeps
+    paragraphs whole).
     """
     started = time.perf_counter()
     final = Path(index).expanduser()
@@ -235,6 +264,7 @@ def build_index(
             raise QASearchError(f"--chunk-size must be at least 1 ({chunk_size} given).")
         encoder = _load_encoder(bi_encoder, device, encoder_backend, progress)
         info = _encoder_info(encoder)
+        max_tokens = encoder_window(encoder, max_tokens)
         root, corpus_fmt, files = open_corpus(corpus, fmt)
         checksum = corpus_checksum(files, root)
         source = VectorSource.open(vectors) if vectors is not None else None

@@ -38,7 +38,7 @@ from pipeline.config import DEFAULT_BI_ENCODER
 from pipeline.corpus import Passage, load_corpus
 from pipeline.errors import CorpusError, QASearchError
 from pipeline.index import build_index
-from pipeline.index.build import BuildReport
+from pipeline.index.build import BuildReport, encoder_window
 from pipeline.models.encoder import BiEncoder
 from pipeline.scale_out.cluster import connect, gpus_available
 
@@ -235,7 +235,7 @@ def build_index_on_ray(
     keep_shards: bool = False,
     fmt: str = "auto",
     strict: bool = True,
-    max_tokens: int = 448,
+    max_tokens: int | None = None,
     overlap: int = 64,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | None = None,
@@ -255,6 +255,7 @@ def build_index_on_ray(
     started = time.perf_counter()
     ray = connect(address, num_cpus=num_cpus)
     encoder = BiEncoder.load(bi_encoder, device="cpu")
+    max_tokens = encoder_window(encoder, max_tokens)
     corpus_data = load_corpus(corpus, fmt, strict=strict, tokenizer=encoder.tokenizer, max_tokens=max_tokens, overlap=overlap)
     passages = corpus_data.passages
     if not passages:

@@ -127,7 +127,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--chunk-size", type=int, default=10_000, metavar="N",
                        help="passages per build chunk; an interrupted build resumes after its last finished chunk (default 10000)")
     build.add_argument("--restart", action="store_true", help="discard an interrupted build of this index instead of resuming it")
-    build.add_argument("--window-tokens", type=int, default=448, help="split longer paragraphs into windows of this many tokens (0: keep paragraphs whole)")
+    build.add_argument("--window-tokens", type=int, default=None, metavar="N",
+                       help="split longer paragraphs into windows of N bi-encoder tokens (default: what the bi-encoder "
+                       "reads, 254 for all-MiniLM-L6-v2; 0: keep paragraphs whole)")
     build.add_argument("--window-overlap", type=int, default=64, help="tokens shared by consecutive windows")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
