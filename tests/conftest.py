@@ -24,6 +24,18 @@ STANDIN_READER = SHARED / "models" / "minilm-l6-squad-tune-reader"
 SUPER_BOWL_QUESTION = "Which NFL team represented the AFC at Super Bowl 50?"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_cache(tmp_path_factory):
+    """ONNX exports of the tests' models go to a temporary folder, never the user's ~/.cache/qa-search."""
+    previous = os.environ.get("QA_SEARCH_CACHE")
+    os.environ["QA_SEARCH_CACHE"] = str(tmp_path_factory.mktemp("qa-search-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("QA_SEARCH_CACHE", None)
+    else:
+        os.environ["QA_SEARCH_CACHE"] = previous
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (set QA_SEARCH_SHARED to the folder holding data/ and models/)")
