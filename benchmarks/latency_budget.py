@@ -8,9 +8,10 @@ question so that load changes hit them alike:
 * ``electra-base``: randomly initialised models of the product's default shapes
   (ELECTRA-base cross-encoder and ELECTRA-base extractive reader, 110M parameters
   each; random weights: only the time means anything), shipped defaults;
-* the levers at ELECTRA-base size: fewer candidates (``--depths``), and a cascade
-  where the MiniLM stand-in screens every candidate and ELECTRA-base scores the
-  best ``--cascade-keep``.
+* the levers, at both sizes: fewer candidates (``--depths``; the pipeline always
+  reranks at least ``top_k``), the int8 screen alone (no fp32 re-score); and at
+  ELECTRA-base size a cascade where the MiniLM stand-in screens every candidate
+  and ELECTRA-base scores the best ``--cascade-keep``.
 
 Shipped defaults: hybrid, ``candidates``, ``auto`` backend (int8 screen + fp32
 re-score of the top 3 on a CPU), the answer policy's paragraphs read. The
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--standins", type=Path, default=SHARED, help="folder of the stand-in models")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--depths", default="10", help="other candidate depths timed at ELECTRA-base size")
+    parser.add_argument("--depths", default="10", help="other candidate depths timed, comma-separated")
     parser.add_argument("--cascade-keep", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
