@@ -6,7 +6,8 @@ reader spans), so no model runs here:
 1. **Answer selection** (tune, answerable questions): a grid over the paragraphs
    read (N), the weight of the paragraph probability and the span-score
    temperature; end-to-end F1 (official normalisation) of the best aggregated
-   answer. The best setting is kept.
+   answer. Kept: the fewest paragraphs within one standard error of the best
+   (reading costs time; :func:`tune_selection`).
 2. **Abstention** (tune SQuAD v2.0 questions, answerable vs unanswerable):
    scikit-learn LogisticRegression on standardised
    :data:`pipeline.read.answers.FEATURES`, grouped cross-validation by article
@@ -91,18 +92,37 @@ def previous_rule(record: dict, threshold: float = 0.5) -> str | None:
 
 
 def tune_selection(records: list[dict]) -> tuple[AnswerPolicy, list[dict]]:
+    """The answer selection of the grid, by the one-standard-error rule on the answerable tune questions.
+
+    Reading a paragraph costs time (0.3 s each at ELECTRA-base size on 2 cores,
+    benchmarks/latency_budget.py), so the rule takes the *fewest* paragraphs
+    whose best setting is within one standard error of the best setting's F1
+    (paired per-question differences), not the highest F1 on tune alone.
+    """
     answerable = [r for r in records if r["answerable"]]
-    rows = []
+    golds = [r["answers"] for r in answerable]
+    rows, per_question = [], {}
     for n, w, t in itertools.product(GRID_N, GRID_WEIGHT, GRID_TEMPERATURE):
         policy = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
-        preds = []
-        for r in answerable:
-            c = choose(r, policy)
-            preds.append(c[0].text if c else None)
-        rows.append({"paragraphs": n, "paragraph_weight": w, "temperature": t, "f1": f1_of(answerable, preds)})
+        preds = [(c[0].text if (c := choose(r, policy)) else None) for r in answerable]
+        scores = np.array([squad_v2_scores([p], [g])["f1"] for p, g in zip(preds, golds)])
+        per_question[(n, w, t)] = scores
+        rows.append({"paragraphs": n, "paragraph_weight": w, "temperature": t, "f1": float(scores.mean())})
+    key = lambda row: (row["paragraphs"], row["paragraph_weight"], row["temperature"])  # noqa: E731
     best = max(rows, key=lambda row: (round(row["f1"], 6), -row["paragraphs"]))
-    return AnswerPolicy(paragraphs=best["paragraphs"], paragraph_weight=best["paragraph_weight"],
-                        temperature=best["temperature"]), rows
+    chosen = best
+    for n in sorted(GRID_N):
+        top = max((row for row in rows if row["paragraphs"] == n), key=lambda row: row["f1"])
+        diff = per_question[key(best)] - per_question[key(top)]
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        top["behind_best"], top["standard_error"] = float(diff.mean()), se
+        if diff.mean() <= se:
+            chosen = top
+            break
+    for row in rows:
+        row["chosen"] = row is chosen
+    return AnswerPolicy(paragraphs=chosen["paragraphs"], paragraph_weight=chosen["paragraph_weight"],
+                        temperature=chosen["temperature"]), rows
 
 
 def features_of(records: list[dict], policy: AnswerPolicy,
@@ -250,8 +270,11 @@ def main(argv=None) -> int:
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
           f"{len({r['title'] for r in tune})} articles")
     best = max(grid, key=lambda row: row["f1"])
-    print(f"selection: read {selection.paragraphs}, paragraph weight {selection.paragraph_weight}, "
-          f"temperature {selection.temperature}: tune end-to-end F1 {best['f1']:.2f}")
+    picked = next(row for row in grid if row["chosen"])
+    print(f"selection (one-standard-error rule): read {selection.paragraphs}, paragraph weight "
+          f"{selection.paragraph_weight}, temperature {selection.temperature}: tune end-to-end F1 {picked['f1']:.2f} "
+          f"(best {best['f1']:.2f}, reading {best['paragraphs']}; standard error "
+          f"{picked.get('standard_error', 0.0):.2f})")
     cv = cross_validate(tune, selection, args.folds, names)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
