@@ -70,7 +70,9 @@ def docs(n: int, tag: str) -> list[str]:
 
 
 def test_overload_gets_429_for_a_greedy_client_and_503_when_full_with_retry_after(base):
-    app = app_with(Slow(base, 0.05), max_documents=100, max_candidates=100, max_client_pairs=300,
+    # Each batch takes 0.5 s, so alice's admitted pairs are still pending when bob's arrive 10 ms later, even when a
+    # loaded CI machine wakes bob's tasks late (with 0.05 s, bob was once admitted after alice's had finished).
+    app = app_with(Slow(base, 0.5), max_documents=100, max_candidates=100, max_client_pairs=300,
                    max_pending_pairs=500, batch_max_pairs=100)
     calls = [(0, "/v1/rerank", {"query": QUESTION, "documents": docs(100, f"a{i}")}, "alice") for i in range(6)]
     calls += [(0.01, "/v1/rerank", {"query": QUESTION, "documents": docs(100, f"b{i}")}, "bob") for i in range(3)]
