@@ -38,7 +38,7 @@ from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
 from pipeline.rank.policy import Policy, find_policy
-from pipeline.read.answers import AnswerPolicy, Decision, decide
+from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decide
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
@@ -130,6 +130,7 @@ class QAPipeline:
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
         self.answer_policy = answer_policy or AnswerPolicy.load(self.config.load.answer_policy)
+        self.lexical = LexicalEvidence()  # one stemmer for every search's abstention features
         if policy is None and reranker is not None:
             policy = find_policy(self.config.load.policy, reranker.name, self.config.search.fusion.value)
         self.policy: Policy | None = policy  # None: the blend of rerank_weight orders the hits
@@ -253,7 +254,8 @@ class QAPipeline:
         readings = self.reader.spans(pairs)
         offset = 0
         for i, (question, shown, read) in enumerate(zip(questions, hits, chosen)):
-            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain, question=question)
+            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain, question=question,
+                              lexical=self.lexical)
             offset += len(read)
             for hit, answer in zip(read, decision.hit_answers):
                 hit.answer = answer

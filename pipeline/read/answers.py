@@ -350,7 +350,8 @@ def best_answer_of(candidate: Candidate) -> BestAnswer:
 
 
 def decide(
-    hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True, question: str = ""
+    hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True, question: str = "",
+    lexical: LexicalEvidence | None = None,
 ) -> Decision:
     """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer ``question``."""
     read_hits = list(hits[: len(readings)])
@@ -359,7 +360,7 @@ def decide(
         reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
         return Decision(None, None, None, reason, [], hit_answers)
     candidate = best_answer_of(candidates[0])
-    score = policy.answerability(answer_features(hits, candidates, len(read_hits), question))
+    score = policy.answerability(answer_features(hits, candidates, len(read_hits), question, lexical))
     if abstain and policy.abstains and score is not None and score < policy.threshold:
         reason = (
             f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
