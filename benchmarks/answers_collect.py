@@ -34,7 +34,6 @@ from pipeline.corpus import clean_text  # noqa: E402
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
 
-
 #: Characters of a paragraph's start that identify it (a long paragraph's first window starts with them too).
 PREFIX = 200
 

@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--max-answer-tokens", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--backend", default="torch", choices=["auto", "torch", "onnx", "onnx-int8"],
+                        help="what runs the reader (the pipeline's default is auto: ONNX Runtime int8 on a CPU)")
     parser.add_argument("--speed-questions", type=int, default=200, help="questions timed at ELECTRA-base size (0: skip)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/reader_oracle.json"))
     args = parser.parse_args(argv)
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
         questions = questions[: args.limit]
     settings = dict(max_length=args.max_length, stride=args.stride, max_answer_tokens=args.max_answer_tokens,
                     batch_size=args.batch_size)
-    reader = Reader.load(args.reader, device="cpu", **settings)
+    reader = Reader.load(args.reader, device="cpu", backend=args.backend, **settings)
     measured = oracle_reader_metrics(reader, questions)
 
     published_path = Path(args.reader) / "heldout_metrics.json"

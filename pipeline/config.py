@@ -122,6 +122,7 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_DEVICE": "device",
     "QA_SEARCH_THRESHOLD": "threshold",
     "QA_SEARCH_RERANK_BACKEND": "rerank_backend",
+    "QA_SEARCH_READER_BACKEND": "reader_backend",
     "QA_SEARCH_THREADS": "threads",
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
     "QA_SEARCH_ANSWER_POLICY": "answer_policy",
@@ -207,6 +208,10 @@ class LoadSettings:
             span scores and paragraph probabilities combine, the fitted
             abstention model; see :mod:`pipeline.read.answers`); ``None`` =
             the one shipped with the package.
+        reader_backend: what runs the reader, with the same values as
+            ``rerank_backend``: ``auto`` (default: ONNX Runtime int8 on a CPU,
+            PyTorch on a GPU), ``torch``, ``onnx`` or ``onnx-int8``; see
+            :mod:`pipeline.read.engines`.
         int8_rescore: with ``onnx-int8`` (so with ``auto`` on a CPU), the best
             this many int8 scores of each question are scored again by the same
             model in ONNX Runtime fp32, which keeps the top of the ranking as
@@ -223,16 +228,18 @@ class LoadSettings:
     device: str | None = None
     trust_remote_code: bool = False
     rerank_backend: RerankBackend = RerankBackend.AUTO
+    reader_backend: RerankBackend = RerankBackend.AUTO
     threads: int | None = None
     score_cache_size: int = 10_000
     cascade_reranker: str | None = None
     cascade_keep: int = 10
-    int8_rescore: int = 3
+    int8_rescore: int = 1
     policy: str | None = None
     answer_policy: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rerank_backend", RerankBackend.parse(self.rerank_backend))
+        object.__setattr__(self, "reader_backend", RerankBackend.parse(self.reader_backend))
         for name in ("batch_size", "cascade_keep"):
             _check_positive_int(name, getattr(self, name))
         if self.threads is not None:
@@ -257,6 +264,10 @@ class SearchSettings:
         rrf_k: the ``k`` constant of reciprocal rank fusion.
         dense_weight: weight of the dense scores in weighted fusion (0..1).
         candidates: how many fused candidates the reranker scores.
+        agreed_candidates: early stop: when BM25 and the bi-encoder put the same
+            paragraph first (hybrid only), the reranker scores only this many
+            of the fused candidates (at least ``top_k``); 0 = always
+            ``candidates`` (see :mod:`pipeline.rerank.depth`).
         rerank_weight: without a fitted ranking policy (``policy`` of
             :class:`LoadSettings`, the default), the reranked order is by
             ``rerank_weight * probability + (1 - rerank_weight) * fused score``
@@ -277,7 +288,8 @@ class SearchSettings:
     fusion: FusionMethod = FusionMethod.WEIGHTED
     rrf_k: int = 60
     dense_weight: float = 0.4
-    candidates: int = 20
+    candidates: int = 15
+    agreed_candidates: int = 10
     rerank_weight: float = 0.5
     top_k: int = 10
     threshold: float = 0.5
@@ -293,6 +305,7 @@ class SearchSettings:
             _check_unit(name, getattr(self, name))
         for name in ("candidates", "top_k", "rrf_k", "max_query_chars"):
             _check_positive_int(name, getattr(self, name))
+        _check_positive_int("agreed_candidates", self.agreed_candidates, minimum=0)
 
     def replace(self, **changes: Any) -> "SearchSettings":
         """A copy with some fields changed (validated again); a load-time setting is an error saying so."""

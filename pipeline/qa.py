@@ -44,6 +44,7 @@ from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
 from pipeline.rerank.cascade import Cascade
 from pipeline.rerank.chunking import score_whole
+from pipeline.rerank.depth import rerank_depth
 from pipeline.rerank.reranker import Reranker
 from pipeline.results import Hit, SearchResult
 from pipeline.retrieve import Candidate, Retriever
@@ -86,6 +87,15 @@ def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     if not config.cascade_reranker:
         return main
     return Cascade(one(config.cascade_reranker, backend), main, config.cascade_keep)
+
+
+def load_reader(config: LoadSettings) -> Reader:
+    """The reader the settings ask for, on its backend (``reader_backend``)."""
+    try:
+        return Reader.load(config.reader, device=config.device, trust_remote_code=config.trust_remote_code,
+                           backend=config.reader_backend, threads=config.threads)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
 
 
 def open_index(index: str | Path, config: LoadSettings) -> tuple[SearchIndex, BiEncoder]:
@@ -160,12 +170,7 @@ class QAPipeline:
         load = config.load
         search_index, encoder = open_index(index, load)
         reranker = load_reranker(load) if load.rerank else None
-        reader = None
-        if load.read:
-            try:
-                reader = Reader.load(load.reader, device=load.device, trust_remote_code=load.trust_remote_code)
-            except ModelNotFoundError as exc:
-                raise ModelNotFoundError(f"{str(exc).rstrip('.')}, or pass --no-read (read=False) to search without answers.") from exc
+        reader = load_reader(load) if load.read else None
         policy = AnswerPolicy.load(load.answer_policy)
         fitted = dict(policy.fitted_for)
         loaded = (Path(reader.name).name if reader else None, Path(reranker.name).name if reranker else None)
@@ -201,6 +206,9 @@ class QAPipeline:
         policy = self.policy_for(cfg) if use_reranker else None
         fitted = policy is not None and not policy.is_reranker_only
         retrieved = self.retriever.retrieve_many(texts, depth, cfg, list_depth=LIST_DEPTH if fitted else 0)
+        if use_reranker:  # early stop: fewer candidates where BM25 and the bi-encoder agree on the best paragraph
+            for found in retrieved:
+                found.candidates = found.candidates[: rerank_depth(found.candidates, cfg, self._source_of)]
         probabilities: list[list[float] | None] = [None] * len(texts)
         rerank_ms = 0.0
         if use_reranker:
@@ -230,7 +238,8 @@ class QAPipeline:
                     query=found.question,
                     hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
-                    settings=self._settings(cfg, probs is not None, reading, policy),
+                    settings={**self._settings(cfg, probs is not None, reading, policy),
+                              "reranked_candidates": len(found.candidates) if probs is not None else 0},
                     answer=decision.answer if decision else None,
                     answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
                     no_answer_reason=decision.reason if decision else None,
@@ -238,6 +247,9 @@ class QAPipeline:
                 )
             )
         return results
+
+    def _source_of(self, position: int) -> str:
+        return self.index.passages[position].source_id
 
     def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool) -> float | None:
         """Read each question's top hits, give them their ``answer`` and fill ``decisions`` (one per question).
@@ -353,12 +365,14 @@ class QAPipeline:
             "mode": cfg.mode.value,
             "fusion": cfg.fusion.value if cfg.mode is RetrievalMode.HYBRID else None,
             "candidates": cfg.candidates,
+            "agreed_candidates": cfg.agreed_candidates,
             "top_k": cfg.top_k,
             "threshold": cfg.threshold,
             "bi_encoder": self.encoder.name if self.encoder else None,
             "reranker": self.reranker.name if reranked and self.reranker else None,
             "reader": self.reader.name if read and self.reader else None,
             "rerank_backend": self.reranker.describe() if reranked and self.reranker else None,
+            "reader_backend": self.reader.describe() if read and self.reader else None,
             "policy": (policy.describe() if policy else f"blend (rerank_weight {cfg.rerank_weight})")
             if reranked and self.reranker else None,
             "index": str(self.index.path),

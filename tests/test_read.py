@@ -112,6 +112,41 @@ def test_batched_pairs_match_one_by_one_reading(tiny_reader):
         assert alone.score == pytest.approx(answer.score, abs=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_readers_read_what_the_torch_reader_reads(tiny_reader, zurich_reader, backend):
+    """The ONNX engines decode the same spans; fp32 gives the same scores, int8 nearly (quantised weights)."""
+    text = "Paris is the capital and largest city of France. " + UNICODE_TEXT
+    pairs = [(UNICODE_QUESTION, text), ("Where is Paris?", "Paris is the capital and largest city of France.")]
+    for model in (zurich_reader, tiny_reader):
+        exact = Reader.load(str(model), max_length=48, stride=8)
+        other = Reader.load(str(model), max_length=48, stride=8, backend=backend)
+        assert (exact.describe(), other.describe()) == ("torch", backend)
+        for want, got in zip(exact.spans(pairs, top=3), other.spans(pairs, top=3)):
+            if backend == "onnx":
+                assert [(s.start, s.end) for s in got.spans] == [(s.start, s.end) for s in want.spans]
+                assert [s.score for s in got.spans] == pytest.approx([s.score for s in want.spans], abs=1e-3)
+            else:
+                if model == zurich_reader:  # a clear winner survives quantisation; a random model's may not
+                    assert (got.spans[0].start, got.spans[0].end) == (want.spans[0].start, want.spans[0].end)
+                assert abs(got.spans[0].score - want.spans[0].score) < 0.2 * max(1.0, abs(want.spans[0].score))
+    (answer,) = Reader.load(str(zurich_reader), backend=backend).read(UNICODE_QUESTION, [UNICODE_TEXT])
+    check_offsets(answer, UNICODE_TEXT)
+    assert answer.text == "Zürich — café"
+
+
+def test_reader_backend_is_a_load_setting_named_in_results(tiny_index, zurich_reader):
+    from pipeline.qa import QAPipeline
+
+    assert PipelineConfig().load.reader_backend.value == "auto"
+    assert PipelineConfig.from_env({"QA_SEARCH_READER_BACKEND": "torch"}).load.reader_backend.value == "torch"
+    with pytest.raises(ConfigError, match="valid values: auto, torch, onnx, onnx-int8"):
+        PipelineConfig.of(reader_backend="gpu")
+    qa = QAPipeline.load(tiny_index, rerank=False, reader=str(zurich_reader), device="cpu")
+    result = qa.search("Is Zürich a café town?")
+    assert result.settings["reader_backend"] == "onnx-int8"  # auto on a CPU
+    assert qa.search("Is Zürich a café town?", read=False).settings["reader_backend"] is None
+
+
 def test_a_model_that_is_not_a_reader_is_refused(tiny_cross_encoder):
     with pytest.raises(ConfigError, match="not an extractive question-answering model"):
         Reader.load(str(tiny_cross_encoder))

@@ -63,7 +63,8 @@ def collect(qa, questions: Sequence, depth: int, *, batch_size: int = 16,
     try:
         for start in tqdm(range(0, len(kept), batch_size), desc="questions", unit="batch", disable=not progress):
             batch = kept[start : start + batch_size]
-            results = qa.search_many([q.text for q in batch], candidates=depth, top_k=depth, read=False)
+            results = qa.search_many([q.text for q in batch], candidates=depth, top_k=depth, read=False,
+                                     agreed_candidates=0)
             out.extend((q.id, golds[q.id], [h.to_dict() for h in r.hits]) for q, r in zip(batch, results))
     finally:
         qa.policy = saved

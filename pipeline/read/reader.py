@@ -55,10 +55,13 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.config import RerankBackend
 from pipeline.errors import ConfigError
 from pipeline.models.device import pick_device
 from pipeline.models.resolve import canonical_name, resolve_model
 from pipeline.models.tokens import model_token_limit
+from pipeline.read.engines import TorchSpans, load_engine
+from pipeline.rerank.backends import choose_backend
 from pipeline.results import Answer
 
 logger = logging.getLogger(__name__)
@@ -182,10 +185,17 @@ class Reader:
         max_answer_tokens: int = 30,
         batch_size: int = 16,
         allow_no_answer: bool | None = None,
+        engine=None,
+        config=None,
     ):
+        """``model``: a PyTorch ``…ForQuestionAnswering`` model; or ``None`` with an ``engine`` (see
+        :mod:`pipeline.read.engines`) and the model's ``config``."""
         if not getattr(tokenizer, "is_fast", False):
             raise ConfigError(f"The reader {name} needs a fast tokenizer (tokenizer.json) for character offsets.")
-        limit = model_token_limit(tokenizer, model.config)
+        if engine is None and model is None:
+            raise ConfigError(f"The reader {name} needs a model or an engine to run it.")
+        config = config if config is not None else model.config
+        limit = model_token_limit(tokenizer, config)
         if max_length < 32:
             raise ConfigError(f"The reader's max_length must be at least 32 tokens, got {max_length}.")
         if not 0 <= stride < max_length // 2:
@@ -193,13 +203,15 @@ class Reader:
         if max_answer_tokens < 1 or batch_size < 1:
             raise ConfigError("The reader's max_answer_tokens and batch_size must be positive whole numbers.")
         self.model = model
+        self.config = config
+        self.engine = engine if engine is not None else TorchSpans(model)
         self.tokenizer = tokenizer
         self.name = canonical_name(name)
         self.max_length = min(max_length, limit)
         self.stride = stride
         self.max_answer_tokens = max_answer_tokens
         self.batch_size = batch_size
-        self.allow_no_answer = wants_no_answer(model.config, name) if allow_no_answer is None else allow_no_answer
+        self.allow_no_answer = wants_no_answer(config, name) if allow_no_answer is None else allow_no_answer
         self.input_names = [n for n in tokenizer.model_input_names if n in ("input_ids", "attention_mask", "token_type_ids")]
 
     @classmethod
@@ -214,8 +226,15 @@ class Reader:
         batch_size: int = 16,
         allow_no_answer: bool | None = None,
         trust_remote_code: bool = False,
+        backend: RerankBackend | str = RerankBackend.TORCH,
+        threads: int | None = None,
     ) -> "Reader":
-        """Load an extractive QA model by Hub id or path (resolved offline first, like every model here)."""
+        """Load an extractive QA model by Hub id or path (resolved offline first, like every model here).
+
+        ``backend``: ``torch`` (here the default: the exact PyTorch path), ``onnx``, ``onnx-int8`` or
+        ``auto`` (the pipeline's default, ``reader_backend``: ONNX Runtime int8 on a CPU); see
+        :mod:`pipeline.read.engines`.
+        """
         from transformers import (
             AutoConfig,
             AutoModelForQuestionAnswering,
@@ -231,10 +250,15 @@ class Reader:
                 "(…ForQuestionAnswering); pass a SQuAD-style reader."
             )
         tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True, trust_remote_code=trust_remote_code)
-        model = AutoModelForQuestionAnswering.from_pretrained(
-            resolved.path, config=config, local_files_only=True, trust_remote_code=trust_remote_code
-        )
-        model.to(pick_device(device)).eval()
+        device = pick_device(device)
+        model = None
+        if choose_backend(backend, device) is RerankBackend.TORCH:
+            model = AutoModelForQuestionAnswering.from_pretrained(
+                resolved.path, config=config, local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            model.to(device).eval()
+        engine = load_engine(str(resolved.path), backend, device=device, threads=threads,
+                             trust_remote_code=trust_remote_code, model=model)
         reader = cls(
             model,
             tokenizer,
@@ -244,6 +268,8 @@ class Reader:
             max_answer_tokens=max_answer_tokens,
             batch_size=batch_size,
             allow_no_answer=allow_no_answer,
+            engine=engine,
+            config=config,
         )
         logger.info(
             "Reader %s: windows of %d tokens, stride %d, answers up to %d tokens, no-answer %s",
@@ -252,6 +278,10 @@ class Reader:
         return reader
 
     # ------------------------------------------------------------------ public API
+
+    def describe(self) -> str:
+        """What runs the model: ``torch``, ``onnx`` or ``onnx-int8`` (recorded in search results)."""
+        return self.engine.backend.value
 
     def read(self, question: str, texts: Sequence[str]) -> list[Answer | None]:
         """The best answer span in each text (``None``: empty text, or the model says no answer)."""
@@ -394,20 +424,13 @@ class Reader:
 
     def _logits(self, windows: list[_Window]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Start and end logits of every window (unpadded), batched by length to limit padding."""
-        import torch
-
         out: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(windows)
         order = sorted(range(len(windows)), key=lambda w: len(windows[w].features["input_ids"]))
-        device = next(self.model.parameters()).device
-        with torch.inference_mode():
-            for b in range(0, len(order), self.batch_size):
-                chunk = order[b : b + self.batch_size]
-                batch = self.tokenizer.pad([windows[w].features for w in chunk], return_tensors="pt")
-                batch = {k: v.to(device) for k, v in batch.items()}
-                result = self.model(**batch)
-                starts = result.start_logits.float().cpu().numpy()
-                ends = result.end_logits.float().cpu().numpy()
-                for row, w in enumerate(chunk):
-                    n = len(windows[w].features["input_ids"])
-                    out[w] = (starts[row, :n], ends[row, :n])
+        for b in range(0, len(order), self.batch_size):
+            chunk = order[b : b + self.batch_size]
+            batch = self.tokenizer.pad([windows[w].features for w in chunk], return_tensors="np")
+            starts, ends = self.engine({k: batch[k] for k in batch.keys()})
+            for row, w in enumerate(chunk):
+                n = len(windows[w].features["input_ids"])
+                out[w] = (starts[row, :n], ends[row, :n])
         return out  # type: ignore[return-value]

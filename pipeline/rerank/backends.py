@@ -53,7 +53,7 @@ def choose_backend(backend: RerankBackend | str, device: str) -> RerankBackend:
             return RerankBackend.TORCH
         if not onnx_available():
             logger.warning(
-                "onnxruntime/onnx are not installed, so the reranker runs in plain PyTorch (several times slower "
+                "onnxruntime/onnx are not installed, so the reranker and the reader run in plain PyTorch (several times slower "
                 "on a CPU); install them with `pip install 'qa-search[onnx]'`."
             )
             return RerankBackend.TORCH
@@ -125,28 +125,33 @@ class OnnxEngine:
         cache_dir: str | Path | None = None,
         progress: bool = True,
     ) -> "OnnxEngine":
-        import onnxruntime as ort
-
         from pipeline.rerank.onnx_export import onnx_model_file
 
         variant = "int8" if backend is RerankBackend.ONNX_INT8 else "fp32"
         path = onnx_model_file(model_dir, variant, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
                                progress=progress)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads would otherwise spin for a while after each run, taking the cores from whatever
-        # runs next (the reader, another request, another process on a small shared CPU).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        session = ort.InferenceSession(str(path), options, providers=providers)
+        session = onnx_session(path, threads=threads, device=device)
         logger.info("Reranker on ONNX Runtime (%s, %d threads): %s", variant, threads, path)
         return cls(session, backend, path)
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {n: np.asarray(features[n], dtype=np.int64) for n in self.input_names}
         return np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32)
+
+
+def onnx_session(path: Path, *, threads: int, device: str):
+    """An ONNX Runtime session over the exported model at ``path``: ``threads`` intra-op threads, no spinning."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads would otherwise spin for a while after each run, taking the cores from whatever
+    # runs next (the reader, another request, another process on a small shared CPU).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), options, providers=providers)

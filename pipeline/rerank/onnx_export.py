@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMAT = 1
 OPSET = 17
 VARIANTS = ("fp32", "int8")
-HEADS = ("sequence-classification", "feature-extraction")
+HEADS = ("sequence-classification", "feature-extraction", "question-answering")
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
 
@@ -168,8 +168,9 @@ def onnx_model_file(
 ) -> Path:
     """The cached ONNX file of ``model_dir`` in ``variant`` (``fp32`` or ``int8``), exported when missing or damaged.
 
-    ``head``: ``sequence-classification`` (a cross-encoder; output ``logits``)
-    or ``feature-extraction`` (a bi-encoder's transformer; output ``last_hidden_state``).
+    ``head``: ``sequence-classification`` (a cross-encoder; output ``logits``),
+    ``feature-extraction`` (a bi-encoder's transformer; output ``last_hidden_state``)
+    or ``question-answering`` (an extractive reader; outputs ``start_logits`` and ``end_logits``).
     """
     if variant not in VARIANTS:
         raise ConfigError(f"Unknown ONNX variant {variant!r}; valid values: {', '.join(VARIANTS)}.")
@@ -222,7 +223,8 @@ def _export(model_dir: Path, out: Path, variant: str, *, trust_remote_code: bool
     logger.info("Exporting %s to ONNX (%s) in %s; this happens once per model and setting.", model_dir, variant, out)
     with tqdm(total=len(steps), desc=f"ONNX export ({variant})", disable=not progress, unit="step") as bar:
         raw = out / "raw.onnx"
-        export = _torch_export if head == "sequence-classification" else _torch_export_features
+        export = {"sequence-classification": _torch_export, "feature-extraction": _torch_export_features,
+                  "question-answering": _torch_export_qa}[head]
         config = export(model_dir, raw, trust_remote_code=trust_remote_code)
         bar.update(1)
         fused = out / "fused.onnx"
@@ -239,18 +241,24 @@ def _export(model_dir: Path, out: Path, variant: str, *, trust_remote_code: bool
         leftover.unlink(missing_ok=True)
 
 
-def _torch_export(model_dir: Path, path: Path, *, trust_remote_code: bool):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def _pair_model(auto_class: str, model_dir: Path, *, trust_remote_code: bool):
+    """``(model, sample, names)``: a (question, passage) model for export, a padded sample batch, its input names."""
+    import transformers
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    model = getattr(transformers, auto_class).from_pretrained(
         str(model_dir), trust_remote_code=trust_remote_code, attn_implementation="eager"
     ).eval()
     sample = tokenizer(["what is it?", "a question"], ["a short passage", "another passage here"],
                        padding=True, return_tensors="pt")
     # The legacy exporter names inputs by position, so list them in forward()'s order.
-    names = [n for n in inspect.signature(model.forward).parameters if n in sample]
+    return model, sample, [n for n in inspect.signature(model.forward).parameters if n in sample]
+
+
+def _torch_export(model_dir: Path, path: Path, *, trust_remote_code: bool):
+    import torch
+
+    model, sample, names = _pair_model("AutoModelForSequenceClassification", model_dir, trust_remote_code=trust_remote_code)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes["logits"] = {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
@@ -287,6 +295,32 @@ def _torch_export_features(model_dir: Path, path: Path, *, trust_remote_code: bo
         torch.onnx.export(
             Hidden(model), tuple(sample[n] for n in names), str(path), input_names=names,
             output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+        )
+    return model.config
+
+
+def _torch_export_qa(model_dir: Path, path: Path, *, trust_remote_code: bool):
+    """Export an extractive reader (``AutoModelForQuestionAnswering``): token ids in, start and end logits out."""
+    import torch
+
+    model, sample, names = _pair_model("AutoModelForQuestionAnswering", model_dir, trust_remote_code=trust_remote_code)
+
+    class Spans(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            out = self.inner(**dict(zip(names, args)))
+            return out.start_logits, out.end_logits
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes.update({o: {0: "batch", 1: "sequence"} for o in ("start_logits", "end_logits")})
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Spans(model), tuple(sample[n] for n in names), str(path), input_names=names,
+            output_names=["start_logits", "end_logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
         )
     return model.config
 

@@ -25,8 +25,8 @@ from ray import serve
 
 from pipeline.config import PipelineConfig, SearchSettings
 from pipeline.corpus import Passage
-from pipeline.qa import QAPipeline, load_reranker
-from pipeline.read.reader import Reader, Reading
+from pipeline.qa import QAPipeline, load_reader, load_reranker
+from pipeline.read.reader import Reading
 from pipeline.results import Answer
 from pipeline.retrieve.retriever import Retrieval
 
@@ -94,7 +94,7 @@ class ReaderDeployment:
 
     def __init__(self, config: PipelineConfig):
         load = config.load
-        self.reader = Reader.load(load.reader, device=load.device, trust_remote_code=load.trust_remote_code)
+        self.reader = load_reader(load)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.reader.name}

@@ -27,7 +27,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answer-policy", metavar="PATH",
                         help="answer policy JSON (paragraphs read, abstention model; default: the shipped one)")
     parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
-    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 20)")
+    parser.add_argument("--candidates", type=int, help="candidates the reranker scores (default 15)")
+    parser.add_argument("--agreed-candidates", type=int, metavar="N",
+                        help="early stop: candidates reranked when BM25 and dense retrieval agree on the best paragraph "
+                        "(default 10; 0 = always --candidates)")
     parser.add_argument("--threshold", type=float, help="probability at which a paragraph answers (default 0.5)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument(
@@ -35,8 +38,13 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         help="cross-encoder engine: auto (default: ONNX Runtime int8 on a CPU, PyTorch on a GPU), "
         "torch (plain fp32), onnx, onnx-int8 ($QA_SEARCH_RERANK_BACKEND)",
     )
+    parser.add_argument(
+        "--reader-backend", choices=choices(RerankBackend),
+        help="reader engine, same choices as --rerank-backend (default auto: ONNX Runtime int8 on a CPU; "
+        "$QA_SEARCH_READER_BACKEND)",
+    )
     parser.add_argument("--int8-rescore", type=int, metavar="N",
-                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 3; 0 = off)")
+                        help="with onnx-int8/auto on a CPU, re-score each question's best N in fp32 (default 1; 0 = off)")
     parser.add_argument("--threads", type=int, help="CPU threads of the reranker (default: physical cores; $QA_SEARCH_THREADS)")
     parser.add_argument("--cascade-reranker", metavar="NAME|PATH", help="small cross-encoder that prunes candidates first (default: off)")
     parser.add_argument("--cascade-keep", type=int, help="candidates the cascade passes to the main reranker (default 10)")
@@ -61,9 +69,11 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "answer_policy": args.answer_policy,
         "bi_encoder": args.bi_encoder,
         "candidates": args.candidates,
+        "agreed_candidates": args.agreed_candidates,
         "threshold": args.threshold,
         "device": args.device,
         "rerank_backend": args.rerank_backend,
+        "reader_backend": args.reader_backend,
         "threads": args.threads,
         "int8_rescore": args.int8_rescore,
         "cascade_reranker": args.cascade_reranker,

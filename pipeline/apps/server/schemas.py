@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from pipeline.apps.server.limits import DOCUMENTS_PER_SEARCH_UNIT, Limits
-from pipeline.config import RetrievalMode
+from pipeline.config import RetrievalMode, SearchSettings
 from pipeline.results import Answer, BestAnswer
 
 MAX_MODEL_NAME = 300
@@ -120,7 +120,7 @@ def build_schemas(limits: Limits) -> Schemas:
         )
         candidates: int | None = Field(
             None, ge=1, le=limits.max_candidates,
-            description=f"fused candidates the reranker scores (default 20), at most {limits.max_candidates} "
+            description=f"fused candidates the reranker scores (default {SearchSettings().candidates}), at most {limits.max_candidates} "
             "(max_candidates)",
         )
         mode: RetrievalMode | None = Field(None, description="retrieval mode (default hybrid)")

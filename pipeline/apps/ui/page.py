@@ -5,7 +5,7 @@ Run through the top-level ``app.py``::
     streamlit run app.py                           # indexes/squad-dev, or $QA_SEARCH_INDEX
     streamlit run app.py -- --index indexes/NAME   # another built index
 
-It calls only the public pipeline API (``open_index``, ``load_reranker``, ``Reader.load``,
+It calls only the public pipeline API (``open_index``, ``load_reranker``, ``load_reader``,
 ``QAPipeline(...).search``). Indexes and models are loaded once per process and shared by
 every visitor and every combination of settings, at most a few of each
 (:mod:`pipeline.apps.ui.resources`); a repeated search is answered from a cache
@@ -43,8 +43,7 @@ from pipeline.apps.ui.highlight import escape, escape_markdown, highlight_html
 from pipeline.apps.ui.resources import ResourcePool, SearchGate
 from pipeline.apps.ui.settings import MAX_MODEL_NAME_CHARS, UISettings
 from pipeline.models.resolve import display_name, hide_paths, looks_like_path
-from pipeline.qa import load_reranker, open_index
-from pipeline.read.reader import Reader
+from pipeline.qa import load_reader, load_reranker, open_index
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ def load_pipeline(parts: Shared, defaults: PipelineConfig, index: str, stamp: fl
     ranker = None if reranker is None else parts.rerankers.get(
         reranker, lambda: load_reranker(defaults.replace(reranker=reranker).load))
     reading = None if reader is None else parts.readers.get(
-        reader, lambda: Reader.load(reader, device=load.device, trust_remote_code=load.trust_remote_code))
+        reader, lambda: load_reader(defaults.replace(reader=reader).load))
     return QAPipeline(search_index, encoder=encoder, reranker=ranker, reader=reading, config=defaults)
 
 
