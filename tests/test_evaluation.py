@@ -526,3 +526,32 @@ def test_fit_policy_searches_as_a_fitted_policy_does_and_writes_a_loadable_file(
     assert f"--policy {out}" in capsys.readouterr().out
     assert main(args[:-2] + ["--features", "rerank_logit,colour", "--out", str(out)]) == 2
     assert "error: Unknown --features colour; valid values: rerank_probability" in capsys.readouterr().err
+
+
+def test_calibration_benchmark_on_hand_computed_values(tmp_path, capsys):
+    """benchmarks/calibration.py: per-bin gold share and ECE of Hit.probability on a tiny collection."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "calibration", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py")
+    calibration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibration)
+    hit = lambda source, p: {"source_id": source, "probability": p}  # noqa: E731
+    records = [
+        {"answerable": True, "gold": "a#0", "hits": [hit("a#0", 0.95), hit("a#1", 0.15)]},
+        {"answerable": True, "gold": "b#0", "hits": [hit("b#3", 0.95), hit("b#0", 0.15)]},
+        {"answerable": False, "gold": None, "hits": [hit("c#0", 0.99)]},  # no gold paragraph: left out
+    ]
+    path = tmp_path / "collection.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "calibration.json"
+    assert calibration.main(["--collection", str(path), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    # bin 0.9-1.0: mean 0.95, gold share 1/2 -> |0.45| x 2/4; bin 0.1-0.2: mean 0.15, share 1/2 -> |0.35| x 2/4
+    assert figures["questions"] == 2 and figures["hits"] == 4
+    assert figures["ece"] == pytest.approx(0.45 * 0.5 + 0.35 * 0.5, abs=1e-6)
+    by_low = {round(b["low"], 1): b for b in figures["bins"] if b["hits"]}
+    assert set(by_low) == {0.1, 0.9} and by_low[0.9]["gold_share"] == 0.5 and by_low[0.1]["mean_probability"] == pytest.approx(0.15)
+    assert "ECE 0.4000" in capsys.readouterr().out
