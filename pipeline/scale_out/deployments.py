@@ -97,7 +97,7 @@ class ReaderDeployment:
         self.reader = load_reader(load)
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.reader.name}
+        return {"name": self.reader.name, "describe": self.reader.describe()}
 
     def read_pairs(self, pairs: list[tuple[str, str]]) -> list[Answer | None]:
         return self.reader.read_pairs(pairs)

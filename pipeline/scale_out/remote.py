@@ -8,8 +8,8 @@ hits and the best answer are the single-process code), built from stand-ins:
   ``qa.index``: retrieval runs in the retrieval deployment, which also sends
   the candidates' passages (kept in a bounded cache for the rest of the search);
 * :class:`RemoteReranker` (``score_pairs``, ``name``, ``describe``,
-  ``max_length``, ``tokenizer``) and :class:`RemoteReader` (``read_pairs``,
-  ``name``) call the reranker and reader deployments.
+  ``max_length``, ``tokenizer``) and :class:`RemoteReader` (``read_pairs``, ``spans``,
+  ``name``, ``describe``) call the reranker and reader deployments.
 
 :func:`pipeline.apps.server.create_app` takes this pipeline like a local one;
 ``/v1/rerank`` and ``/v1/score`` use its reranker. Every call waits at most
@@ -157,9 +157,15 @@ class RemoteReranker:
 
 
 class RemoteReader:
+    """The reader deployment, with the attributes the pipeline reads."""
+
     def __init__(self, call: Caller, info: dict[str, Any]):
         self._call = call
         self.name = info["name"]
+        self._describe = info["describe"]
+
+    def describe(self) -> str:
+        return self._describe
 
     def read_pairs(self, pairs: Sequence[tuple[str, str]]):
         return self._call("read_pairs", [tuple(p) for p in pairs])
