@@ -70,15 +70,14 @@ class OnnxSpans:
 
 
 def load_engine(path: str, backend: RerankBackend | str, *, device: str, threads: int | None = None,
-                trust_remote_code: bool = False, model=None, progress: bool = True):
-    """The engine ``backend`` names for the reader at ``path`` (``model``: the PyTorch model, when already loaded)."""
+                trust_remote_code: bool = False, config=None, progress: bool = True):
+    """The engine ``backend`` names for the reader at ``path`` (``config``: its already loaded config, if any)."""
     chosen = choose_backend(backend, device)
     if chosen is RerankBackend.TORCH:
-        if model is None:
-            from transformers import AutoModelForQuestionAnswering
+        from transformers import AutoModelForQuestionAnswering
 
-            model = AutoModelForQuestionAnswering.from_pretrained(path, local_files_only=True,
-                                                                  trust_remote_code=trust_remote_code)
+        model = AutoModelForQuestionAnswering.from_pretrained(path, config=config, local_files_only=True,
+                                                              trust_remote_code=trust_remote_code)
         return TorchSpans(model.to(device).eval())
     from pipeline.rerank.onnx_export import onnx_model_file
 

@@ -61,7 +61,6 @@ from pipeline.models.device import pick_device
 from pipeline.models.resolve import canonical_name, resolve_model
 from pipeline.models.tokens import model_token_limit
 from pipeline.read.engines import TorchSpans, load_engine
-from pipeline.rerank.backends import choose_backend
 from pipeline.results import Answer
 
 logger = logging.getLogger(__name__)
@@ -235,11 +234,7 @@ class Reader:
         ``auto`` (the pipeline's default, ``reader_backend``: ONNX Runtime int8 on a CPU); see
         :mod:`pipeline.read.engines`.
         """
-        from transformers import (
-            AutoConfig,
-            AutoModelForQuestionAnswering,
-            AutoTokenizer,
-        )
+        from transformers import AutoConfig, AutoTokenizer
 
         resolved = resolve_model(name, role="reader")
         config = AutoConfig.from_pretrained(resolved.path, local_files_only=True, trust_remote_code=trust_remote_code)
@@ -250,17 +245,10 @@ class Reader:
                 "(…ForQuestionAnswering); pass a SQuAD-style reader."
             )
         tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True, trust_remote_code=trust_remote_code)
-        device = pick_device(device)
-        model = None
-        if choose_backend(backend, device) is RerankBackend.TORCH:
-            model = AutoModelForQuestionAnswering.from_pretrained(
-                resolved.path, config=config, local_files_only=True, trust_remote_code=trust_remote_code
-            )
-            model.to(device).eval()
-        engine = load_engine(str(resolved.path), backend, device=device, threads=threads,
-                             trust_remote_code=trust_remote_code, model=model)
+        engine = load_engine(str(resolved.path), backend, device=pick_device(device), threads=threads,
+                             trust_remote_code=trust_remote_code, config=config)
         reader = cls(
-            model,
+            getattr(engine, "model", None),
             tokenizer,
             name,
             max_length=max_length,
