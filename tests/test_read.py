@@ -134,6 +134,16 @@ def test_onnx_readers_read_what_the_torch_reader_reads(tiny_reader, zurich_reade
     assert answer.text == "Zürich — café"
 
 
+def test_the_int8_reader_reads_a_paragraph_the_same_whatever_is_read_with_it(standin_reader):
+    """In one padded int8 batch a span's score moved by a whole logit; each window now runs alone."""
+    reader = Reader.load(str(standin_reader), backend="onnx-int8")
+    question = "Where is Paris?"
+    text = "Paris is the capital and largest city of France."
+    (alone,) = reader.spans([(question, text)])
+    _, batched = reader.spans([("Who wrote Faust?", "Goethe wrote Faust. " * 30), (question, text)])
+    assert [(s.start, s.end, s.score) for s in batched.spans] == [(s.start, s.end, s.score) for s in alone.spans]
+
+
 def test_reader_backend_is_a_load_setting_named_in_results(tiny_index, zurich_reader):
     from pipeline.qa import QAPipeline
 

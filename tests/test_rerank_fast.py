@@ -159,6 +159,14 @@ def test_int8_keeps_the_standin_ranking(standin_reranker, onnx_cache):
     np.testing.assert_allclose(got, reference, atol=0.1)  # int8 moves MiniLM probabilities by up to ~0.1 here
 
 
+def test_int8_scores_a_pair_the_same_whatever_is_scored_with_it(standin_reranker, onnx_cache):
+    """Dynamic int8 scales activations over the whole batch: each pair runs alone, so its batch cannot move it."""
+    model = load(standin_reranker, "onnx-int8", onnx_cache, cache_size=0)
+    alone = model.score(QUESTION, PASSAGES[:1])  # "Berlin has 3.5 million people."
+    for other in ("Paris has 2.1 million people.", "Rome rome rome rome rome 999."):  # same length: one batch
+        assert model.score(QUESTION, [PASSAGES[0], other])[0] == alone[0]  # in one int8 batch: 0.733 and 0.749
+
+
 @pytest.mark.parametrize("backend", ["torch", *ONNX_BACKENDS])
 def test_nli_models_give_entailment_probability_under_every_backend(backend, tiny_nli_cross_encoder, onnx_cache):
     torch_model = load(tiny_nli_cross_encoder, "torch", onnx_cache)

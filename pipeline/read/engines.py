@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.config import RerankBackend
 from pipeline.models.device import default_threads
-from pipeline.rerank.backends import choose_backend, onnx_session
+from pipeline.rerank.backends import choose_backend, onnx_session, run_rows
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ class OnnxSpans:
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feed = {n: np.asarray(features[n], dtype=np.int64) for n in self.input_names}
+        if self.backend is RerankBackend.ONNX_INT8:  # one window at a time: int8 scores independent of the batch
+            start, end = run_rows(self.session, ["start_logits", "end_logits"], feed, per_token=True)
+            return start, end
         start, end = self.session.run(["start_logits", "end_logits"], feed)
         return np.asarray(start, dtype=np.float32), np.asarray(end, dtype=np.float32)
 

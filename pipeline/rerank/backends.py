@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -136,7 +136,41 @@ class OnnxEngine:
 
     def __call__(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         feed = {n: np.asarray(features[n], dtype=np.int64) for n in self.input_names}
+        if self.backend is RerankBackend.ONNX_INT8:
+            (logits,) = run_rows(self.session, ["logits"], feed)
+            return logits
         return np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32)
+
+
+def run_rows(session, outputs: Sequence[str], feed: Mapping[str, np.ndarray], *, per_token: bool = False) -> list[np.ndarray]:
+    """``session.run`` one row of the batch at a time, each without its padding; the rows' outputs stacked again.
+
+    Dynamic int8 quantisation scales the activations per tensor, over the whole
+    batch and its padding, so in one padded batch a row's scores depend on the
+    other rows (a reader span moved by a whole logit next to another paragraph).
+    Run alone and unpadded, a (question, passage) pair scores the same whatever
+    else is scored with it. ``per_token`` outputs (one value per token) come back
+    as ``(batch, length)`` arrays, 0 where the row's attention mask is 0.
+    """
+    mask = feed.get("attention_mask")
+    rows = len(next(iter(feed.values())))
+    got: list[list[np.ndarray]] = [[] for _ in outputs]
+    keeps = []
+    for i in range(rows):
+        keep = np.asarray(mask[i], dtype=bool) if mask is not None else np.ones(feed["input_ids"].shape[1], dtype=bool)
+        keeps.append(keep)
+        row = {name: np.asarray(value[i : i + 1])[:, keep] for name, value in feed.items()}
+        for j, value in enumerate(session.run(list(outputs), row)):
+            got[j].append(np.asarray(value, dtype=np.float32)[0])
+    if not per_token:
+        return [np.stack(values) for values in got]
+    out = []
+    for values in got:
+        full = np.zeros((rows, len(keeps[0])), dtype=np.float32)
+        for i, (keep, value) in enumerate(zip(keeps, values)):
+            full[i, keep] = value
+        out.append(full)
+    return out
 
 
 def onnx_session(path: Path, *, threads: int, device: str):
