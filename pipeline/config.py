@@ -274,6 +274,11 @@ class SearchSettings:
             (fused scores min-max normalised over the question's candidates; see
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
             alone. ``answerable`` comes from the probability.
+        read_weight: with the blend, the paragraphs the reader reads (the
+            answer policy's ``paragraphs``) move by ``read_weight * best span
+            score`` added to their blended score (see
+            :mod:`pipeline.rank.reading`); 0 = the reader does not change the
+            order. Chosen on tune articles (docs/ranking.md).
         top_k: how many hits a search returns.
         threshold: ``Hit.probability`` (the reranker's, or a fitted ranking
             policy's) at which a paragraph counts as answering the question.
@@ -291,6 +296,7 @@ class SearchSettings:
     candidates: int = 15
     agreed_candidates: int = 10
     rerank_weight: float = 0.5
+    read_weight: float = 0.08
     top_k: int = 10
     threshold: float = 0.5
     max_query_chars: int = 2000
@@ -306,6 +312,9 @@ class SearchSettings:
         for name in ("candidates", "top_k", "rrf_k", "max_query_chars"):
             _check_positive_int(name, getattr(self, name))
         _check_positive_int("agreed_candidates", self.agreed_candidates, minimum=0)
+        weight = self.read_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 10.0:
+            raise ConfigError(f"read_weight must be a number from 0 to 10, got {self.read_weight!r}.")
 
     def replace(self, **changes: Any) -> "SearchSettings":
         """A copy with some fields changed (validated again); a load-time setting is an error saying so."""

@@ -38,6 +38,7 @@ from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
 from pipeline.rank.policy import Policy, find_policy
+from pipeline.rank.reading import reorder_by_reading
 from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decide
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
@@ -223,7 +224,9 @@ class QAPipeline:
         hits = [self._hits(found.candidates, probs, cfg, policy) for found, probs in zip(retrieved, probabilities)]
         reading = cfg.read and self.reader is not None
         decisions: list[Decision | None] = [None] * len(texts)
-        read_ms = self._read(texts, hits, decisions, cfg.abstain) if reading else None
+        # the reader's span scores move the hits it read, in the blend's order only (a fitted policy orders alone)
+        read_weight = cfg.read_weight if use_reranker and policy is None else 0.0
+        read_ms = self._read(texts, hits, decisions, cfg.abstain, read_weight) if reading else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
         for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
@@ -251,11 +254,15 @@ class QAPipeline:
     def _source_of(self, position: int) -> str:
         return self.index.passages[position].source_id
 
-    def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool) -> float | None:
+    def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool,
+              read_weight: float = 0.0) -> float | None:
         """Read each question's top hits, give them their ``answer`` and fill ``decisions`` (one per question).
 
-        All questions' pairs go to the reader in one batch. Returns milliseconds
-        per question, or ``None`` when nothing was read (no hits).
+        The answer is decided on the order the hits were read in; then, with
+        ``read_weight`` > 0, the read hits' span scores move them in ``hits``
+        (:mod:`pipeline.rank.reading`). All questions' pairs go to the reader in
+        one batch. Returns milliseconds per question, or ``None`` when nothing
+        was read (no hits).
         """
         policy = self.answer_policy
         chosen = [shown[: policy.paragraphs] for shown in hits]
@@ -276,6 +283,8 @@ class QAPipeline:
                     if hit.answerable is not None:
                         hit.answerable = False
             decisions[i] = decision
+            if read_weight > 0:
+                reorder_by_reading(shown, read_weight)
         return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
     def _paragraphs(self, cands: list[Candidate], probs: list[float] | None) -> list[tuple[int, dict, dict]]:
@@ -366,6 +375,7 @@ class QAPipeline:
             "fusion": cfg.fusion.value if cfg.mode is RetrievalMode.HYBRID else None,
             "candidates": cfg.candidates,
             "agreed_candidates": cfg.agreed_candidates,
+            "read_weight": cfg.read_weight if read and reranked and policy is None else 0.0,
             "top_k": cfg.top_k,
             "threshold": cfg.threshold,
             "bi_encoder": self.encoder.name if self.encoder else None,

@@ -40,7 +40,8 @@ class Hit:
     ``ranks`` (1-based) hold every stage that saw the passage, each named for
     what it is: ``bm25``, ``dense`` and ``fused`` (score and rank in that list),
     ``rerank`` (the reranker's probability, and the paragraph's rank by it
-    alone) and ``final`` (the score that orders the hits, and the hit's place).
+    alone), ``read`` (the reader's best span score, on the hits it read) and
+    ``final`` (the score that orders the hits, and the hit's place).
     """
 
     id: str

@@ -52,6 +52,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
     parser.add_argument("--rerank-weight", type=float,
                         help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
+    parser.add_argument("--read-weight", type=float,
+                        help="how far the reader's best span score moves the paragraphs it read in the blended order "
+                        "(default 0.08; 0 = the reader does not reorder)")
     parser.add_argument("--policy", metavar="FILE|NAME|none",
                         help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
                         "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
@@ -81,5 +84,6 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "dense_weight": args.dense_weight,
         "rrf_k": args.rrf_k,
         "rerank_weight": args.rerank_weight,
+        "read_weight": args.read_weight,
         "policy": args.policy,
     }

@@ -64,7 +64,8 @@ SQUAD_EXAMPLES = {
 }
 MAX_EXAMPLES = 8
 MODE_LABELS = {"hybrid": "Hybrid", "bm25": "BM25", "dense": "Dense"}
-STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "fused": "fused", "rerank": "rerank", "final": "final"}
+STAGE_LABELS = {"bm25": "BM25", "dense": "dense", "fused": "fused", "rerank": "rerank", "read": "reader span",
+                "final": "final"}
 TIMING_LABELS = {"bm25": "BM25", "dense": "Dense", "fusion": "Fusion", "rerank": "Rerank", "read": "Reader"}
 #: What a visitor may type as a model when the operator allows free text: a Hugging Face id, nothing else.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")

@@ -1,0 +1,61 @@
+"""The reader's evidence in the final order: the paragraphs it read move by how well they answer.
+
+The pipeline reads the first hits of the blended order (the answer policy's
+``paragraphs``, 2 as shipped) to find the answer. Their best span score (start +
+end logit, :class:`~pipeline.read.reader.Reading`) is evidence about the
+paragraph too: a paragraph whose best span is weak rarely answers. With
+``read_weight`` *w*, each read hit's final score becomes
+
+    final + w * best span score
+
+and the hits are sorted again by it; hits that were not read keep their score.
+``scores["read"]`` keeps the span score, so a client can redo the sum. The weight
+(0.08 for the blend's 0..1 scale) was chosen on tune articles by
+``benchmarks/read_weight.py`` (docs/ranking.md). A fitted ranking policy orders by its
+calibrated probability alone, so the reader does not move its hits.
+
+Example::
+
+    >>> read_adjusted([0.75, 0.65, 0.58], [3.5, 8.2, None], weight=0.08)
+    [1.03, 1.306, 0.58]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pipeline.results import Hit
+
+
+def read_adjusted(final: Sequence[float], span_scores: Sequence[float | None], weight: float) -> list[float]:
+    """``final + weight * span score`` for each hit the reader read (its span score is not ``None``), rounded to 6 places."""
+    if len(final) != len(span_scores):
+        raise ValueError(f"{len(final)} final scores for {len(span_scores)} span scores")
+    return [round(f + weight * s, 6) if s is not None else f for f, s in zip(final, span_scores)]
+
+
+def read_order(final: Sequence[float], span_scores: Sequence[float | None], weight: float) -> list[int]:
+    """Hit indices best first by :func:`read_adjusted`; ties keep the earlier place."""
+    adjusted = read_adjusted(final, span_scores, weight)
+    return sorted(range(len(adjusted)), key=lambda i: (-adjusted[i], i))
+
+
+def reorder_by_reading(hits: list[Hit], weight: float) -> None:
+    """Move the read hits of one search by their span score, in place (see the module doc).
+
+    A hit was read when it has an ``answer`` (its best span). Its span score goes
+    to ``scores["read"]`` and ``scores["final"]`` becomes the adjusted score;
+    ``ranks["final"]`` is every hit's new place. Hits without ``scores["final"]``
+    (not reranked) are left as they are.
+    """
+    if not hits or any("final" not in h.scores for h in hits):
+        return
+    spans = [h.answer.span_score if h.answer is not None else None for h in hits]  # None: not read, or no span score
+    adjusted = read_adjusted([h.scores["final"] for h in hits], spans, weight)
+    order = sorted(range(len(hits)), key=lambda i: (-adjusted[i], i))
+    for i, (hit, span) in enumerate(zip(hits, spans)):
+        if span is not None:
+            hit.scores["read"], hit.scores["final"] = round(float(span), 4), adjusted[i]
+    hits[:] = [hits[i] for i in order]
+    for place, hit in enumerate(hits, start=1):
+        hit.ranks["final"] = place

@@ -1,0 +1,88 @@
+"""The reader's span scores move the paragraphs it read (pipeline/rank/reading.py), after the answer is decided."""
+
+import pytest
+
+from pipeline import QAPipeline
+from pipeline.config import SearchSettings
+from pipeline.errors import ConfigError
+from pipeline.rank.reading import read_adjusted, read_order, reorder_by_reading
+from pipeline.rerank.blend import blended_scores
+from pipeline.results import Answer, Hit
+
+
+def _hit(name: str, final: float, span: float | None) -> Hit:
+    answer = None if span is None else Answer("x", 0, 1, 0.5, span)
+    return Hit(name, name, "x", name, True, 0.5, scores={"final": final}, ranks={"final": 0}, answer=answer)
+
+
+def test_read_adjusted_on_hand_computed_values():
+    assert read_adjusted([0.75, 0.65, 0.58], [3.5, 8.2, None], 0.08) == pytest.approx([1.03, 1.306, 0.58])
+    assert read_order([0.75, 0.65, 0.58], [3.5, 8.2, None], 0.08) == [1, 0, 2]
+    assert read_order([0.75, 0.65, 0.58], [3.5, 8.2, None], 0.0) == [0, 1, 2]  # weight 0: the blend's order
+    with pytest.raises(ValueError, match="3 final scores for 2 span scores"):
+        read_adjusted([0.1, 0.2, 0.3], [1.0, 2.0], 0.1)
+
+
+def test_a_weak_span_moves_a_read_paragraph_down_and_unread_ones_keep_their_scores():
+    hits = [_hit("a", 0.75, 3.5), _hit("b", 0.65, 8.2), _hit("c", 0.58, None), _hit("d", 0.40, None)]
+    reorder_by_reading(hits, 0.08)
+    assert [h.id for h in hits] == ["b", "a", "c", "d"]
+    assert [h.ranks["final"] for h in hits] == [1, 2, 3, 4]
+    assert hits[0].scores == {"final": pytest.approx(1.306), "read": 8.2}
+    assert hits[2].scores == {"final": 0.58} and "read" not in hits[3].scores
+    # a negative span score can send a read paragraph below one that was not read
+    hits = [_hit("a", 0.75, -3.0), _hit("b", 0.65, 1.0), _hit("c", 0.58, None)]
+    reorder_by_reading(hits, 0.08)
+    assert [h.id for h in hits] == ["b", "c", "a"]
+    finals = [h.scores["final"] for h in hits]
+    assert finals == sorted(finals, reverse=True)  # a client reproduces the order from scores["final"]
+
+
+def test_read_weight_is_checked():
+    assert SearchSettings().read_weight == 0.08
+    with pytest.raises(ConfigError, match="read_weight must be a number from 0 to 10"):
+        SearchSettings(read_weight=-0.1)
+
+
+@pytest.fixture(scope="module")
+def reading_qa(tiny_index, tiny_cross_encoder, tiny_reader):
+    return QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(tiny_reader), device="cpu",
+                           rerank_backend="torch", reader_backend="torch")
+
+
+def test_the_pipeline_moves_read_hits_by_their_span_score_and_keeps_the_answer(reading_qa):
+    question = "What is the capital of Germany?"
+    still = reading_qa.search(question, top_k=6, candidates=6, read_weight=0.0)
+    moved = reading_qa.search(question, top_k=6, candidates=6, read_weight=10.0)
+    assert still.settings["read_weight"] == 0.0 and moved.settings["read_weight"] == 10.0
+    # weight 0: the blend's order, no reader score in it
+    blend = blended_scores([h.probability for h in still.hits], [h.scores["fused"] for h in still.hits], 0.5)
+    assert [h.scores["final"] for h in still.hits] == pytest.approx(blend, abs=1e-6)
+    assert all("read" not in h.scores for h in still.hits)
+    # the read hits (the answer policy's paragraphs) carry their span score and final = blend + weight * span
+    read = reading_qa.answer_policy.paragraphs
+    blended = {h.id: h.scores["final"] for h in still.hits}
+    movers = [h for h in moved.hits if "read" in h.scores]
+    assert {h.id for h in movers} == {h.id for h in still.hits[:read] if h.answer is not None}
+    for hit in movers:
+        assert hit.scores["read"] == pytest.approx(hit.answer.span_score, abs=1e-4)
+        assert hit.scores["final"] == pytest.approx(blended[hit.id] + 10.0 * hit.answer.span_score, abs=1e-3)
+    finals = [h.scores["final"] for h in moved.hits]
+    assert finals == sorted(finals, reverse=True) and [h.ranks["final"] for h in moved.hits] == list(range(1, 7))
+    assert sorted(h.id for h in moved.hits) == sorted(h.id for h in still.hits)
+    # the answer was decided before the move: the same either way
+    assert (moved.answer or moved.candidate).text == (still.answer or still.candidate).text
+
+
+def test_a_fitted_policy_is_not_moved_by_the_reader(reading_qa):
+    from pipeline.rank.policy import Policy
+
+    policy = Policy(reranker=None, coef={"rerank_logit": 1.0, "fused": 3.0}, intercept=-1.0)
+    saved, reading_qa.policy = reading_qa.policy, policy
+    try:
+        result = reading_qa.search("What is the capital of Germany?", top_k=6, candidates=6, read_weight=10.0)
+    finally:
+        reading_qa.policy = saved
+    assert result.settings["read_weight"] == 0.0 and all("read" not in h.scores for h in result.hits)
+    probs = [h.probability for h in result.hits]
+    assert probs == sorted(probs, reverse=True)  # the policy's probability alone orders
