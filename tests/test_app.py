@@ -145,6 +145,22 @@ def test_html_payloads_in_paragraphs_and_titles_are_escaped(monkeypatch, payload
     assert "&lt;b&gt;script&lt;/b&gt;" in shown  # the title too
 
 
+def test_an_abstention_is_said_plainly_and_the_best_candidate_is_one_click_away(monkeypatch, tmp_path, payload_index,
+                                                                                  tiny_cross_encoder, tiny_reader):
+    # An answer policy whose answerability is always 0.007, below its threshold: every search abstains.
+    policy = tmp_path / "always-abstains.json"
+    policy.write_text(json.dumps({"paragraphs": 2, "features": ["probability"], "mean": [0.0], "scale": [1.0],
+                                  "coef": [0.0], "intercept": -5.0, "threshold": 0.5}), encoding="utf-8")
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_ANSWER_POLICY=str(policy))
+    ask(at, "What is the capital of Atlantis?")
+    said = [plain(w.value) for w in at.warning]
+    assert any(w.startswith("**No answer.** No paragraph here answers this: answerability 0.01 is below 0.50") for w in said)
+    assert not any('qa-best-label">Answer<' in h.value for h in at.html)  # no answer is shown as if trusted
+    assert "Show the best candidate anyway" in [e.label for e in at.expander]
+    assert any("Best candidate (not trusted)" in h.value for h in at.html)
+    assert not answering_ids(at)  # and no paragraph is flagged as answering
+
+
 # --------------------------------------------------------------------------- slow: real MiniLM + stand-in reranker
 
 
