@@ -1,8 +1,8 @@
 """From read paragraphs to one answer, or to "no paragraph here answers this".
 
 **Evidence.** The pipeline reads the top :attr:`AnswerPolicy.paragraphs` hits
-in the final order (whether or not they pass the answerable threshold). Every
-span the reader proposes in hit *p* (:class:`~pipeline.read.reader.Reading`)
+in the blended order, before their span scores move them (whether or not they
+pass the answerable threshold). Every span the reader proposes in hit *p* (:class:`~pipeline.read.reader.Reading`)
 gets the weight
 
     w(p, span) = paragraph_weight * log P(p) + span_score / temperature
