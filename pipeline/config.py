@@ -127,6 +127,7 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
     "QA_SEARCH_ANSWER_POLICY": "answer_policy",
     "QA_SEARCH_POLICY": "policy",
+    "QA_SEARCH_CALIBRATION": "calibration",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -204,6 +205,11 @@ class LoadSettings:
             and flags hits (:mod:`pipeline.rank.policy`): a JSON file, or
             ``"none"`` (the reranker's probability alone); ``None`` (default) = the blend of
             ``rerank_weight``, the order measured best on held-out questions.
+        calibration: a JSON file (``qa-search fit-policy --features
+            rerank_logit``) whose Platt scaling turns the reranker's probability
+            into ``Hit.probability`` under the blend
+            (:mod:`pipeline.rank.calibration`); ``None`` (default) or
+            ``"none"``: the reranker's probability as it is.
         answer_policy: JSON file of the answer policy (paragraphs read, how
             span scores and paragraph probabilities combine, the fitted
             abstention model; see :mod:`pipeline.read.answers`); ``None`` =
@@ -235,6 +241,7 @@ class LoadSettings:
     cascade_keep: int = 10
     int8_rescore: int = 1
     policy: str | None = None
+    calibration: str | None = None
     answer_policy: str | None = None
 
     def __post_init__(self) -> None:

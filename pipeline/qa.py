@@ -37,6 +37,7 @@ from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
+from pipeline.rank.calibration import calibrated, find_calibration
 from pipeline.rank.policy import Policy, find_policy
 from pipeline.rank.reading import reorder_by_reading
 from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decide
@@ -145,6 +146,10 @@ class QAPipeline:
         if policy is None and reranker is not None:
             policy = find_policy(self.config.load.policy, reranker.name, self.config.search.fusion.value)
         self.policy: Policy | None = policy  # None: the blend of rerank_weight orders the hits
+        # under the blend, Hit.probability is the reranker's probability through this (pipeline/rank/calibration.py)
+        self.calibration: Policy | None = (
+            find_calibration(self.config.load.calibration, reranker.name) if reranker is not None else None
+        )
 
     @property
     def settings(self) -> SearchSettings:
@@ -350,8 +355,8 @@ class QAPipeline:
             passage = self.index.passages[cands[best].position]
             probability = None
             if probs is not None:
-                # with a policy its calibrated probability; with the blend, the reranker's probability
-                probability = max(0.0, float(final[p])) if policy is not None else float(raw[p])
+                # with a policy its calibrated probability; with the blend, the reranker's, calibrated if it can be
+                probability = max(0.0, float(final[p])) if policy is not None else calibrated(self.calibration, raw[p])
                 scores["rerank"], ranks["rerank"] = float(raw[p]), by_probability[p]
                 scores["final"], ranks["final"] = round(float(final[p]), 6), place
             hits.append(
@@ -369,6 +374,12 @@ class QAPipeline:
             )
         return hits
 
+    def _calibration_name(self) -> str:
+        """What turns the reranker's probability into ``Hit.probability``, as recorded in results."""
+        if self.calibration is None:
+            return "none (the reranker's probability)"
+        return f"Platt scaling fitted for {Path(self.calibration.reranker or 'any reranker').name}"
+
     def _settings(self, cfg: SearchSettings, reranked: bool, read: bool, policy: Policy | None) -> dict[str, Any]:
         return {
             "mode": cfg.mode.value,
@@ -385,5 +396,6 @@ class QAPipeline:
             "reader_backend": self.reader.describe() if read and self.reader else None,
             "policy": (policy.describe() if policy else f"blend (rerank_weight {cfg.rerank_weight})")
             if reranked and self.reranker else None,
+            "calibration": self._calibration_name() if reranked and self.reranker and policy is None else None,
             "index": str(self.index.path),
         }

@@ -58,6 +58,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", metavar="FILE|NAME|none",
                         help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
                         "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
+    parser.add_argument("--calibration", metavar="FILE|none",
+                        help="Platt scaling (qa-search fit-policy --features rerank_logit) of the reranker's "
+                        "probability into Hit.probability under the blend (default: none, the reranker's own; "
+                        "$QA_SEARCH_CALIBRATION)")
 
 
 def pipeline_settings(args: argparse.Namespace) -> dict:
@@ -86,4 +90,5 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "rerank_weight": args.rerank_weight,
         "read_weight": args.read_weight,
         "policy": args.policy,
+        "calibration": args.calibration,
     }

@@ -66,14 +66,17 @@ def _fit_from_rows(args: argparse.Namespace, names: list[str]) -> int:
 def _fit_and_save(args: argparse.Namespace, triples: list, names: list[str], *, reranker: str, fusion: str,
                   fitted: dict) -> int:
     """Fit the policy on ``(question id, gold id, hits)`` triples, write it to ``--out`` and say so."""
+    from pipeline.rank.calibration import ALLOWED
     from pipeline.rank.fit import fit_policy, rows_of
 
     policy = fit_policy(rows_of(triples), reranker=display_name(reranker), names=names, C=args.C, fusion=fusion,
                         fitted=fitted)
     policy.save(args.out)
     weights = ", ".join(f"{k} {v:+.3f}" for k, v in policy.coef.items())
+    use = (f"--calibration {args.out} (Hit.probability; the blend still orders) or --policy {args.out} (orders too)"
+           if set(policy.coef) <= ALLOWED else f"--policy {args.out}")
     print(f"Fitted on {policy.fitted['rows']} candidates of {policy.fitted['questions']} questions: "
-          f"intercept {policy.intercept:+.3f}, {weights}. Wrote {args.out}; use it with --policy {args.out}")
+          f"intercept {policy.intercept:+.3f}, {weights}. Wrote {args.out}; use it with {use}")
     return 0
 
 
