@@ -524,3 +524,32 @@ def test_standin_reranker_ranks_the_answer_first(pipeline, standin_reranker):
     with TestClient(create_app(pipeline, rerankers={"standin": real}, settings=ServerSettings())) as c:
         body = c.post("/v1/rerank", json={"query": QUESTION, "documents": DOCS, "top_n": 1}).json()
         assert body["results"][0]["index"] == 1 and body["results"][0]["relevance_score"] > 0.5
+
+
+# --------------------------------------------------------------------------- abstention, same fields everywhere
+
+ABSTAINS = {"paragraphs": 2, "features": ["probability"], "mean": [0.0], "scale": [1.0], "coef": [0.0],
+            "intercept": -5.0, "threshold": 0.5}  # answerability 0.007 for every search: it always abstains
+
+
+def test_an_abstention_carries_the_same_fields_in_python_http_and_cli(tmp_path, tiny_index, tiny_cross_encoder,
+                                                                      tiny_reader, reranker, capsys):
+    from pipeline.apps.cli import main
+
+    policy = tmp_path / "abstains.json"
+    policy.write_text(json.dumps(ABSTAINS), encoding="utf-8")
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(tiny_reader), device="cpu",
+                         answer_policy=str(policy))
+    want = qa.search(QUESTION).to_dict()
+    assert want["answer"] is None and want["answerability"] < 0.5 and want["candidate"]["text"]
+    assert want["no_answer_reason"].startswith("No paragraph here answers this: answerability 0.01 is below 0.50")
+    with TestClient(create_app(qa, rerankers={"tiny": reranker}, settings=ServerSettings())) as c:
+        http = c.post("/v1/search", json={"query": QUESTION}).json()
+    assert main(["search", QUESTION, "--index", str(tiny_index), "--reranker", str(tiny_cross_encoder), "--reader",
+                 str(tiny_reader), "--device", "cpu", "--answer-policy", str(policy), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    for got in (http, cli):
+        assert (got["answer"], got["answerability"], got["no_answer_reason"]) == (
+            None, want["answerability"], want["no_answer_reason"])
+        assert got["candidate"]["text"] == want["candidate"]["text"]
+        assert not any(h["answerable"] for h in got["hits"])
