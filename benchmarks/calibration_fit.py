@@ -1,0 +1,127 @@
+"""Which calibration of the shown hits holds on new articles: three Platt scalings fitted on tune, one chosen there.
+
+Reads answers collections (benchmarks/answers_collect.py: each question's hits in the
+blended order with their reranker probability and blended score, and the reader's
+spans of the first hits), applies the reader's move as the pipeline does
+(:func:`pipeline.rank.reading.read_adjusted`, ``--read-weight``, the first
+``--paragraphs`` hits) and fits, by logistic regression on the **tune** collection
+(label: the hit is the question's gold paragraph), three calibrations:
+
+* ``reranker``: ``sigmoid(a * logit(reranker probability) + b)`` (what ``--calibration`` does today);
+* ``final``: ``sigmoid(a * final score + b)``, the score that orders the hits;
+* ``final+first``: ``sigmoid(a * final + c * [first place] + b)``; with ``a, c >= 0`` it never
+  gives a hit a lower probability than one shown below it.
+
+For each it prints the tune ECE of all shown hits, of the first three places and of the
+first hit (torchmetrics, 10 bins); the one with the lowest worst-of-the-three tune ECE is
+chosen, and only then, with ``--heldout``, all three are measured on held-out questions.
+
+    python benchmarks/calibration_fit.py --tune results/answers-v2-tune.jsonl \\
+        --heldout results/answers-v1-heldout.jsonl --out benchmarks/results/calibration_fit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.rank.policy import logit  # noqa: E402
+from pipeline.rank.reading import read_adjusted  # noqa: E402
+
+VARIANTS = ("reranker", "final", "final+first")
+
+
+def shown_hits(path: str, read_weight: float, paragraphs: int) -> dict[str, np.ndarray]:
+    """Every shown hit of the answerable questions with a known gold paragraph, in the order after the reader's move."""
+    rerank, final, place, label = [], [], [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        if not r.get("answerable") or not r.get("gold"):
+            continue
+        hits, readings = r["hits"], r["readings"]
+        spans = [max((s["score"] for s in readings[i]["spans"]), default=None)
+                 if i < min(paragraphs, len(readings)) else None for i in range(len(hits))]
+        moved = read_adjusted([h["scores"]["final"] for h in hits], spans, read_weight)
+        for at, i in enumerate(sorted(range(len(hits)), key=lambda i: (-moved[i], i))):
+            rerank.append(logit(hits[i]["scores"]["rerank"]))
+            final.append(moved[i])
+            place.append(at)
+            label.append(int(hits[i]["source_id"] == r["gold"]))
+    return {"rerank": np.array(rerank), "final": np.array(final), "place": np.array(place), "label": np.array(label)}
+
+
+def design(hits: dict[str, np.ndarray], variant: str) -> np.ndarray:
+    if variant == "reranker":
+        return hits["rerank"][:, None]
+    if variant == "final":
+        return hits["final"][:, None]
+    return np.c_[hits["final"], (hits["place"] == 0).astype(float)]
+
+
+def ece(probs: np.ndarray, labels: np.ndarray) -> float:
+    import torch
+    from torchmetrics.functional.classification import binary_calibration_error
+
+    return float(binary_calibration_error(torch.tensor(probs, dtype=torch.float32), torch.tensor(labels), n_bins=10))
+
+
+def figures(model, hits: dict[str, np.ndarray], variant: str) -> dict[str, float]:
+    p = model.predict_proba(design(hits, variant))[:, 1]
+    first = hits["place"] == 0
+    flagged = p[first] >= 0.5
+    gold = hits["label"][first] == 1
+    return {"ece_all": ece(p, hits["label"]), "ece_top3": ece(p[hits["place"] < 3], hits["label"][hits["place"] < 3]),
+            "ece_first": ece(p[first], hits["label"][first]),
+            "first_flag_precision": float(gold[flagged].mean()) if flagged.any() else 0.0,
+            "first_flag_recall": float((flagged & gold).sum() / max(gold.sum(), 1))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune", required=True)
+    parser.add_argument("--heldout")
+    parser.add_argument("--read-weight", type=float, default=0.08)
+    parser.add_argument("--paragraphs", type=int, default=2)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    tune = shown_hits(args.tune, args.read_weight, args.paragraphs)
+    models, out = {}, {"tune": {}, "heldout": {}}
+    print("| variant | weights | tune ECE all / top 3 / first | first hit flagged: precision / recall |")
+    print("|---|---|---:|---:|")
+    for variant in VARIANTS:
+        model = LogisticRegression(C=1e4).fit(design(tune, variant), tune["label"])
+        models[variant] = model
+        f = figures(model, tune, variant)
+        f["weights"] = [float(w) for w in model.coef_[0]] + [float(model.intercept_[0])]
+        out["tune"][variant] = f
+        print(f"| {variant} | {', '.join(f'{w:+.3f}' for w in f['weights'])} | {f['ece_all']:.3f} / {f['ece_top3']:.3f} / "
+              f"{f['ece_first']:.3f} | {f['first_flag_precision']:.3f} / {f['first_flag_recall']:.3f} |")
+    chosen = min(VARIANTS, key=lambda v: max(out["tune"][v][k] for k in ("ece_all", "ece_top3", "ece_first")))
+    out["chosen"] = chosen
+    print(f"\nChosen on tune (lowest worst-of-three ECE): {chosen}")
+    if args.heldout:
+        held = shown_hits(args.heldout, args.read_weight, args.paragraphs)
+        for variant in VARIANTS:
+            f = out["heldout"][variant] = figures(models[variant], held, variant)
+            print(f"held out, {variant}{' (chosen)' if variant == chosen else ''}: ECE all {f['ece_all']:.3f}, "
+                  f"top 3 {f['ece_top3']:.3f}, first {f['ece_first']:.3f}; first hit flagged: precision "
+                  f"{f['first_flag_precision']:.3f}, recall {f['first_flag_recall']:.3f}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
