@@ -154,6 +154,8 @@ def run_rows(session, outputs: Sequence[str], feed: Mapping[str, np.ndarray], *,
     """
     mask = feed.get("attention_mask")
     rows = len(next(iter(feed.values())))
+    if rows == 0:  # nothing to keep apart
+        return [np.asarray(value, dtype=np.float32) for value in session.run(list(outputs), dict(feed))]
     got: list[list[np.ndarray]] = [[] for _ in outputs]
     keeps = []
     for i in range(rows):
