@@ -16,8 +16,16 @@ For each it prints the tune ECE of all shown hits, of the first three places and
 first hit (torchmetrics, 10 bins); the one with the lowest worst-of-the-three tune ECE is
 chosen, and only then, with ``--heldout``, all three are measured on held-out questions.
 
+``--write FILE`` writes the ``final+first`` calibration as the pipeline reads it
+(:class:`pipeline.rank.calibration.FinalCalibration`): the weights above for
+searches that read, and the same variant fitted again with ``--read-weight 0``
+(no reader's move) for searches that do not. The shipped
+``pipeline/rank/final_calibration.json`` was written so, from the stand-ins'
+tune collection:
+
     python benchmarks/calibration_fit.py --tune results/answers-v2-tune.jsonl \\
-        --heldout results/answers-v1-heldout.jsonl --out benchmarks/results/calibration_fit.json
+        --heldout results/answers-v1-heldout.jsonl --out benchmarks/results/calibration_fit.json \\
+        --write pipeline/rank/final_calibration.json
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config import SearchSettings  # noqa: E402
+from pipeline.eval.reliability import calibration_error  # noqa: E402
+from pipeline.rank.calibration import FinalCalibration, Platt  # noqa: E402
 from pipeline.rank.policy import logit  # noqa: E402
 from pipeline.rank.reading import read_adjusted  # noqa: E402
 
@@ -67,10 +78,7 @@ def design(hits: dict[str, np.ndarray], variant: str) -> np.ndarray:
 
 
 def ece(probs: np.ndarray, labels: np.ndarray) -> float:
-    import torch
-    from torchmetrics.functional.classification import binary_calibration_error
-
-    return float(binary_calibration_error(torch.tensor(probs, dtype=torch.float32), torch.tensor(labels), n_bins=10))
+    return calibration_error(probs, labels, 10)
 
 
 def figures(model, hits: dict[str, np.ndarray], variant: str) -> dict[str, float]:
@@ -84,6 +92,27 @@ def figures(model, hits: dict[str, np.ndarray], variant: str) -> dict[str, float
             "first_flag_recall": float((flagged & gold).sum() / max(gold.sum(), 1))}
 
 
+def platt(model) -> Platt:
+    final, first = (float(w) for w in model.coef_[0])
+    return Platt({"final": final, "first": first}, float(model.intercept_[0]))
+
+
+def write_calibration(args: argparse.Namespace, with_reading, hits: int) -> FinalCalibration:
+    """The ``final+first`` variant as the pipeline reads it; the no-reading weights fitted here on the unmoved scores."""
+    from sklearn.linear_model import LogisticRegression
+
+    unmoved = shown_hits(args.tune, 0.0, args.paragraphs)
+    without_reading = LogisticRegression(C=1e4).fit(design(unmoved, "final+first"), unmoved["label"])
+    calibration = FinalCalibration(
+        reranker=args.reranker, reader=args.reader, rerank_weight=SearchSettings().rerank_weight,
+        read_weight=args.read_weight, with_reading=platt(with_reading), without_reading=platt(without_reading),
+        fitted={"collection": Path(args.tune).name, "hits": hits, "paragraphs_read": args.paragraphs,
+                "label": "the hit is the question's gold paragraph",
+                "command": "python benchmarks/calibration_fit.py --write"})
+    calibration.save(args.write)
+    return calibration
+
+
 def main(argv: list[str] | None = None) -> int:
     from sklearn.linear_model import LogisticRegression
 
@@ -93,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-weight", type=float, default=0.08)
     parser.add_argument("--paragraphs", type=int, default=2)
     parser.add_argument("--out")
+    parser.add_argument("--write", metavar="FILE", help="write the final+first calibration the pipeline reads")
+    parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune",
+                        help="the reranker the collection was made with (recorded in --write's file)")
+    parser.add_argument("--reader", default="minilm-l6-squad-tune-reader",
+                        help="the reader the collection was made with (recorded in --write's file)")
     args = parser.parse_args(argv)
 
     tune = shown_hits(args.tune, args.read_weight, args.paragraphs)
@@ -117,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"held out, {variant}{' (chosen)' if variant == chosen else ''}: ECE all {f['ece_all']:.3f}, "
                   f"top 3 {f['ece_top3']:.3f}, first {f['ece_first']:.3f}; first hit flagged: precision "
                   f"{f['first_flag_precision']:.3f}, recall {f['first_flag_recall']:.3f}")
+    if args.write:
+        written = write_calibration(args, models["final+first"], len(tune["label"]))
+        print(f"\nWrote {args.write}: with reading {written.with_reading}, without {written.without_reading}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

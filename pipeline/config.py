@@ -205,11 +205,14 @@ class LoadSettings:
             and flags hits (:mod:`pipeline.rank.policy`): a JSON file, or
             ``"none"`` (the reranker's probability alone); ``None`` (default) = the blend of
             ``rerank_weight``, the order measured best on held-out questions.
-        calibration: a JSON file (``qa-search fit-policy --features
-            rerank_logit``) whose Platt scaling turns the reranker's probability
-            into ``Hit.probability`` under the blend
-            (:mod:`pipeline.rank.calibration`); ``None`` (default) or
-            ``"none"``: the reranker's probability as it is.
+        calibration: what turns the final score into ``Hit.probability``
+            (and so ``answerable``) under the blend
+            (:mod:`pipeline.rank.calibration`): ``None`` (default) = the
+            shipped final-score calibration when the reranker is the one it
+            was fitted for (the offline stand-in), else the reranker's own
+            probability; a JSON file (``benchmarks/calibration_fit.py --write``,
+            or a reranker-only Platt file from ``qa-search fit-policy
+            --features rerank_logit``); ``"none"``: the reranker's probability.
         answer_policy: JSON file of the answer policy (paragraphs read, how
             span scores and paragraph probabilities combine, the fitted
             abstention model; see :mod:`pipeline.read.answers`); ``None`` =

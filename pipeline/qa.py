@@ -37,7 +37,13 @@ from pipeline.errors import ConfigError, ModelNotFoundError, QueryError
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
-from pipeline.rank.calibration import calibrated, find_calibration
+from pipeline.rank.calibration import (
+    Calibration,
+    FinalCalibration,
+    calibrated,
+    describe,
+    find_calibration,
+)
 from pipeline.rank.policy import Policy, find_policy
 from pipeline.rank.reading import reorder_by_reading
 from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decide
@@ -146,8 +152,8 @@ class QAPipeline:
         if policy is None and reranker is not None:
             policy = find_policy(self.config.load.policy, reranker.name, self.config.search.fusion.value)
         self.policy: Policy | None = policy  # None: the blend of rerank_weight orders the hits
-        # under the blend, Hit.probability is the reranker's probability through this (pipeline/rank/calibration.py)
-        self.calibration: Policy | None = (
+        # under the blend, Hit.probability is the final score through this (pipeline/rank/calibration.py)
+        self.calibration: Calibration | None = (
             find_calibration(self.config.load.calibration, reranker.name) if reranker is not None else None
         )
 
@@ -235,6 +241,10 @@ class QAPipeline:
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
         for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
+            calibration = None
+            if probs is not None and policy is None:
+                abstained = decision is not None and decision.answer is None and decision.candidate is not None
+                calibration = self._calibrate(shown, cfg, reading and read_weight > 0, abstained)
             timings = dict(found.timings)
             if probs is not None:
                 timings["rerank"] = rerank_ms
@@ -247,6 +257,7 @@ class QAPipeline:
                     hits=shown,
                     timings={k: round(v, 3) for k, v in timings.items()},
                     settings={**self._settings(cfg, probs is not None, reading, policy),
+                              "calibration": calibration,
                               "reranked_candidates": len(found.candidates) if probs is not None else 0},
                     answer=decision.answer if decision else None,
                     answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
@@ -355,8 +366,8 @@ class QAPipeline:
             passage = self.index.passages[cands[best].position]
             probability = None
             if probs is not None:
-                # with a policy its calibrated probability; with the blend, the reranker's, calibrated if it can be
-                probability = max(0.0, float(final[p])) if policy is not None else calibrated(self.calibration, raw[p])
+                # with a policy its calibrated probability; with the blend, the reranker's until _calibrate
+                probability = max(0.0, float(final[p])) if policy is not None else float(raw[p])
                 scores["rerank"], ranks["rerank"] = float(raw[p]), by_probability[p]
                 scores["final"], ranks["final"] = round(float(final[p]), 6), place
             hits.append(
@@ -374,11 +385,28 @@ class QAPipeline:
             )
         return hits
 
-    def _calibration_name(self) -> str:
-        """What turns the reranker's probability into ``Hit.probability``, as recorded in results."""
-        if self.calibration is None:
-            return "none (the reranker's probability)"
-        return f"Platt scaling fitted for {Path(self.calibration.reranker or 'any reranker').name}"
+    def _calibrate(self, shown: list[Hit], cfg: SearchSettings, moved: bool, abstained: bool) -> str:
+        """Set the blend's hits' ``probability`` and ``answerable`` from the calibration, in their final order.
+
+        ``moved``: the reader's move changed the final scores. Returns what made
+        ``Hit.probability``, as recorded in ``settings["calibration"]``: the
+        calibration, or why the reranker's own probability was kept.
+        """
+        calibration = self.calibration
+        if calibration is None or not shown or any("final" not in h.scores for h in shown):
+            return describe(None)
+        if isinstance(calibration, FinalCalibration):
+            why = calibration.mismatch(rerank_weight=cfg.rerank_weight, read_weight=cfg.read_weight if moved else 0.0,
+                                       reader=self.reader.name if moved and self.reader else None)
+            if why is not None:
+                return f"none (the reranker's probability: the calibration was {why})"
+            probabilities = calibration.probabilities([h.scores["final"] for h in shown], read=moved)
+        else:
+            probabilities = [calibrated(calibration, h.scores["rerank"]) for h in shown]
+        for hit, probability in zip(shown, probabilities):
+            hit.probability = float(probability)
+            hit.answerable = not abstained and probability >= cfg.threshold
+        return describe(calibration)
 
     def _settings(self, cfg: SearchSettings, reranked: bool, read: bool, policy: Policy | None) -> dict[str, Any]:
         return {
@@ -396,6 +424,5 @@ class QAPipeline:
             "reader_backend": self.reader.describe() if read and self.reader else None,
             "policy": (policy.describe() if policy else f"blend (rerank_weight {cfg.rerank_weight})")
             if reranked and self.reranker else None,
-            "calibration": self._calibration_name() if reranked and self.reranker and policy is None else None,
             "index": str(self.index.path),
         }

@@ -35,8 +35,9 @@ class Hit:
     """One retrieved paragraph (a long paragraph's best window: ``id`` names the window, ``source_id`` the paragraph).
 
     ``probability`` is the probability (0..1) that the passage answers the
-    question: the reranker's, through a calibration where one is named
-    (:mod:`pipeline.rank.calibration`), or a fitted ranking policy's; ``None``
+    question: the final score through the calibration fitted for the reranker
+    (:mod:`pipeline.rank.calibration`; without one, the reranker's own
+    probability), or a fitted ranking policy's; ``None``
     when reranking is off; ``answerable`` is
     ``probability >= threshold`` (``None`` without a reranker). ``scores`` and
     ``ranks`` (1-based) hold every stage that saw the passage, each named for

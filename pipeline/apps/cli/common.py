@@ -59,9 +59,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
                         "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
     parser.add_argument("--calibration", metavar="FILE|none",
-                        help="Platt scaling (qa-search fit-policy --features rerank_logit) of the reranker's "
-                        "probability into Hit.probability under the blend (default: none, the reranker's own; "
-                        "$QA_SEARCH_CALIBRATION)")
+                        help="what turns the final score into Hit.probability and the answerable flag: a file from "
+                        "benchmarks/calibration_fit.py --write (default: the shipped one when the reranker is the one it "
+                        "was fitted for); none = the reranker's own probability; $QA_SEARCH_CALIBRATION")
 
 
 def pipeline_settings(args: argparse.Namespace) -> dict:

@@ -175,7 +175,7 @@ def card_html(hit: Hit, position: int, question: str) -> str:
     if hit.probability is not None:
         pct = max(0.0, min(1.0, hit.probability)) * 100
         prob = (
-            f'<div class="qa-prob" title="Probability that this paragraph answers the question (from the reranker, or from a fitted ranking policy)">'
+            f'<div class="qa-prob" title="Probability that this paragraph answers the question: the final score calibrated on tune questions where a calibration was fitted for this reranker, else the reranker&#39;s own">'
             f'<div class="qa-bar"><div style="width:{pct:.1f}%"></div></div>'
             f"<span>answer probability <b>{hit.probability:.2f}</b></span></div>"
         )
