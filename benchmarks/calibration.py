@@ -11,15 +11,26 @@ high-probability hits answer. Prints a table, writes JSON and a reliability diag
 
     python benchmarks/calibration.py --collection results/answers-v1-heldout.jsonl \\
         --out benchmarks/results/calibration.json --plot docs/reliability.png
+
+``--metrics`` takes a ``qa-search eval`` run's ``metrics.json`` instead: its
+``reliability`` section (every shown hit of the reranked search as shipped, with
+the reader when the run reads), so that the diagram is of the headline run itself:
+
+    python benchmarks/calibration.py --metrics eval-out/heldout/metrics.json --plot docs/reliability.png
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.eval.reliability import calibration_error, reliability_bins  # noqa: E402
 
 
 def load_hits(path: Path, top: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -40,35 +51,31 @@ def load_hits(path: Path, top: int | None) -> tuple[np.ndarray, np.ndarray, int]
     return np.asarray(probs), np.asarray(labels), questions
 
 
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int) -> list[dict]:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probs, edges[1:-1], right=True), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        inside = which == b
-        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "hits": int(inside.sum()),
-                     "mean_probability": float(probs[inside].mean()) if inside.any() else None,
-                     "gold_share": float(labels[inside].mean()) if inside.any() else None})
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--collection", type=Path, required=True, help="JSON Lines from benchmarks/answers_collect.py")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--collection", type=Path, help="JSON Lines from benchmarks/answers_collect.py")
+    source.add_argument("--metrics", type=Path, help="metrics.json of a qa-search eval run (its reliability section)")
     parser.add_argument("--top", type=int, default=None, help="only the top N hits of each question (default: all shown)")
     parser.add_argument("--bins", type=int, default=10)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
 
-    import torch
-    from torchmetrics.functional.classification import binary_calibration_error
-
-    probs, labels, questions = load_hits(args.collection, args.top)
-    ece = float(binary_calibration_error(torch.tensor(probs), torch.tensor(labels), n_bins=args.bins, norm="l1"))
-    rows = reliability(probs, labels, args.bins)
-    print(f"{questions} questions, {len(probs)} hits ({'all shown' if args.top is None else f'top {args.top}'}), "
-          f"{args.bins} bins: ECE {ece:.4f}\n")
+    if args.metrics:
+        measured = json.loads(args.metrics.read_text(encoding="utf-8")).get("reliability")
+        if not measured:
+            parser.error(f"{args.metrics} has no reliability section (run qa-search eval with the rerank mode)")
+        rows, ece, hits = measured["bins"], measured["ece_shown"], measured["hits"]
+        questions = json.loads(args.metrics.read_text(encoding="utf-8"))["config"]["answerable_questions"]
+        print(f"{questions} questions, {hits} hits (all shown), {len(rows)} bins: ECE {ece:.4f} "
+              f"(first three {measured['ece_top3']:.4f}, first hit {measured['ece_first']:.4f})\n")
+    else:
+        probs, labels, questions = load_hits(args.collection, args.top)
+        ece = calibration_error(probs, labels, args.bins)
+        rows, hits = reliability_bins(probs, labels, args.bins), len(probs)
+        print(f"{questions} questions, {hits} hits ({'all shown' if args.top is None else f'top {args.top}'}), "
+              f"{args.bins} bins: ECE {ece:.4f}\n")
     print("| probability | hits | mean probability | share that is the gold paragraph |")
     print("|---|---:|---:|---:|")
     for row in rows:
@@ -76,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {row['low']:.1f}-{row['high']:.1f} | {row['hits']} | {row['mean_probability']:.3f} | {row['gold_share']:.3f} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"collection": args.collection.name, "questions": questions, "hits": len(probs),
+        source = (args.metrics or args.collection).name
+        args.out.write_text(json.dumps({"source": source, "questions": questions, "hits": hits,
                                         "top": args.top, "bins": rows, "ece": ece}, indent=2) + "\n", encoding="utf-8")
     if args.plot:
         import matplotlib

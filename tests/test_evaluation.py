@@ -268,6 +268,12 @@ def test_evaluate_v2_file_separates_unanswerable_questions(qa_v2, squad_v2):
     assert ans["false_answer_rate"] == pytest.approx(1 / 2)
     # Answerable {0.9 x4, 0.6} vs unanswerable {0.7, 0.05}: 9 of the 10 pairs ordered right (0.6 < 0.7).
     assert ans["auroc"] == pytest.approx(9 / 10)
+    # Reliability: the 3 shown hits of each answerable question; the first hits are all gold, at 0.9 x4 and 0.6,
+    # so their ECE is the mean shortfall (0.1 x 4 + 0.4) / 5.
+    rel = result.reliability
+    assert rel["hits"] == 15 and sum(b["hits"] for b in rel["bins"]) == 15
+    assert rel["ece_first"] == pytest.approx(0.16, abs=1e-6)
+    assert 0.0 <= rel["ece_shown"] <= 1.0 and 0.0 <= rel["ece_top3"] <= 1.0
 
 
 @pytest.mark.parametrize("threshold, rate", [(0.0, 1.0), (1.0, 0.0)])
@@ -299,8 +305,9 @@ def test_cli_eval_writes_report_metrics_and_plot(squad_v2_index, squad_v2, tiny_
     assert code == 0
     printed = capsys.readouterr().out
     assert "| bm25 |" in printed and "| rerank |" in printed and "false-answer rate" in printed
+    assert "## Reliability of Hit.probability" in printed and "Expected calibration error: all shown" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"modes", "answerability", "config"}
+    assert set(metrics) == {"modes", "answerability", "config", "reliability"}
     assert list(metrics["modes"]) == ["bm25", "dense", "hybrid", "rerank"]
     for scores in metrics["modes"].values():
         assert set(scores) == {"recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "ndcg@10"}
@@ -369,6 +376,17 @@ def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cr
     assert figures["end_to_end"]["exact_match"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end_to_oracle_f1"] == pytest.approx(figures["end_to_end"]["f1"] / (1 / 3), abs=1e-3)
+    assert figures["best_candidate"] == figures["end_to_end"]  # abstention off: the answers are the best candidates
+    # With abstention, an abstention is a wrong answer end to end; the best candidate measures answer selection alone.
+    from pipeline.eval.evaluation import reader_metrics
+    from pipeline.read.reader import Reader
+
+    questions = [q for q in load_questions(squad_v2, "0") if q.answerable]
+    got = reader_metrics(Reader.load(str(reader)), questions, {q.id: None for q in questions},
+                         {q.id: "Paris" for q in questions})
+    assert got["end_to_end"]["f1"] == 0.0 and got["end_to_end_to_oracle_f1"] == 0.0
+    assert got["best_candidate"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
+    assert got["best_candidate_to_oracle_f1"] == pytest.approx(1.0, abs=1e-3)
     # SQuAD v2.0 figures of the search's answers: q-eiffel-no is right only without an answer.
     answers = figures["answers"]
     assert answers["v2"]["HasAns_total"] == 3 and answers["v2"]["NoAns_total"] >= 1
@@ -555,3 +573,29 @@ def test_calibration_benchmark_on_hand_computed_values(tmp_path, capsys):
     by_low = {round(b["low"], 1): b for b in figures["bins"] if b["hits"]}
     assert set(by_low) == {0.1, 0.9} and by_low[0.9]["gold_share"] == 0.5 and by_low[0.1]["mean_probability"] == pytest.approx(0.15)
     assert "ECE 0.4000" in capsys.readouterr().out
+    # The same from an eval run's metrics.json (its reliability section), with the diagram.
+    from pipeline.eval.reliability import reliability_metrics
+
+    rel = reliability_metrics([0.95, 0.15, 0.95, 0.15], [1, 0, 0, 1], [1, 2, 1, 2])
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"config": {"answerable_questions": 2}, "reliability": rel}), encoding="utf-8")
+    plot = tmp_path / "reliability.png"
+    assert calibration.main(["--metrics", str(metrics), "--out", str(out), "--plot", str(plot)]) == 0
+    assert json.loads(out.read_text())["ece"] == pytest.approx(figures["ece"], abs=1e-6)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "first hit 0.4500" in capsys.readouterr().out  # one bin: mean 0.95, gold share 1/2
+
+
+def test_reliability_metrics_split_all_shown_first_three_and_first_hits():
+    from pipeline.eval.reliability import reliability_metrics
+
+    # two questions, three shown hits each: places 1-3
+    probs, labels, places = [0.95, 0.35, 0.05, 0.65, 0.55, 0.05], [1, 0, 0, 0, 1, 0], [1, 2, 3, 1, 2, 3]
+    rel = reliability_metrics(probs, labels, places, bins=10)
+    # first hits: 0.95 (gold) and 0.65 (not): |1 - 0.95| / 2 + |0 - 0.65| / 2
+    assert rel["ece_first"] == pytest.approx(0.05 / 2 + 0.65 / 2, abs=1e-6)
+    # all shown: bins 0.0-0.1 {0.05, 0.05: share 0}, 0.3-0.4 {0.35: 0}, 0.5-0.6 {0.55: 1}, 0.6-0.7 {0.65: 0}, 0.9-1 {0.95: 1}
+    assert rel["ece_shown"] == pytest.approx((0.05 * 2 + 0.35 + 0.45 + 0.65 + 0.05) / 6, abs=1e-6)
+    assert rel["ece_top3"] == rel["ece_shown"] and rel["hits"] == 6
+    assert [b["hits"] for b in rel["bins"]] == [2, 0, 0, 1, 0, 1, 1, 0, 0, 1]
+    assert reliability_metrics([], [], [])["ece_shown"] is None

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from pipeline.corpus import clean_text
 from pipeline.errors import ConfigError, QASearchError
 from pipeline.eval.questions import Question
+from pipeline.eval.reliability import reliability_metrics
 from pipeline.results import Hit, SearchResult
 
 logger = logging.getLogger(__name__)
@@ -179,11 +180,14 @@ class EvalResult:
     config: dict[str, Any]
     pr_curve: dict[str, list[float]] = field(default_factory=dict)
     reader: dict[str, Any] | None = None
+    reliability: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"modes": self.modes, "answerability": self.answerability, "config": self.config}
         if self.reader is not None:
             out["reader"] = self.reader
+        if self.reliability is not None:
+            out["reliability"] = self.reliability
         return out
 
 
@@ -260,7 +264,10 @@ def evaluate(
     rankings: dict[str, dict[str, list[str]]] = {m: {} for m in modes}
     seconds = dict.fromkeys(modes, 0.0)
     tops: list[TopHit] = []
+    shown: tuple[list[float], list[int], list[int]] = ([], [], [])  # every shown hit: probability, is gold, place
     predictions: dict[str, str | None] = {}
+    candidates_read: dict[str, str | None] = {}
+    calibrations: set[str] = set()  # what made Hit.probability, as each search recorded it
     answerability: dict[str, float | None] = {}
     retrieval = [m for m in modes if m != "rerank"]
     if "rerank" in modes and "hybrid" not in retrieval:
@@ -282,9 +289,18 @@ def evaluate(
             seconds["rerank"] += time.perf_counter() - start
             for q, result in zip(batch, results):
                 predictions[q.id] = result.answer.text if result.answer else None
+                calibrations.add(str(result.settings.get("calibration")))
+                best = result.answer or result.candidate  # what the search answers with abstention off
+                candidates_read[q.id] = best.text if best else None
                 answerability[q.id] = result.answerability
                 rankings["rerank"][q.id] = extend_ranking(paragraph_ranking(result.hits), rankings["hybrid"][q.id])
                 tops.append(_top_hit(q, result, golds.get(q.id), qa.settings.threshold))
+                if q.id in golds:
+                    for place, hit in enumerate(result.hits[: qa.settings.top_k], start=1):
+                        if hit.probability is not None:
+                            shown[0].append(float(hit.probability))
+                            shown[1].append(int(hit.source_id == golds[q.id]))
+                            shown[2].append(place)
         bar.update(len(batch))
     bar.close()
     per_mode = {m: retrieval_metrics(golds, rankings[m]) for m in modes}
@@ -294,7 +310,7 @@ def evaluate(
     reader_figures = None
     if read:
         logger.info("Reading the gold paragraphs (oracle)")
-        reader_figures = reader_metrics(qa.reader, [q for q in kept if q.id in golds], predictions)
+        reader_figures = reader_metrics(qa.reader, [q for q in kept if q.id in golds], predictions, candidates_read)
         reader_figures["answers"] = answer_metrics(kept, predictions, answerability, qa.answer_policy.threshold)
     config = {
         "questions": len(kept),
@@ -306,22 +322,37 @@ def evaluate(
         "candidates": candidates if "rerank" in modes else None,
         "depth": DEPTH,
         "seconds": {m: round(s, 2) for m, s in seconds.items() if m in modes},
+        "probability": sorted(calibrations) if calibrations else None,
     }
-    return EvalResult(modes=per_mode, answerability=answerability, config=config, pr_curve=curve, reader=reader_figures)
+    reliability = reliability_metrics(*shown) if shown[0] else None
+    return EvalResult(modes=per_mode, answerability=answerability, config=config, pr_curve=curve, reader=reader_figures,
+                      reliability=reliability)
 
 
-def reader_metrics(reader, questions: Sequence[Question], predictions: dict[str, str | None]) -> dict[str, Any]:
-    """SQuAD exact match / F1 (fractions 0..1) of the pipeline's best answers and of the reader on the gold paragraphs."""
+def reader_metrics(reader, questions: Sequence[Question], predictions: dict[str, str | None],
+                   best_candidates: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """SQuAD exact match / F1 (fractions 0..1) of the pipeline's answers and of the reader on the gold paragraphs.
+
+    ``end_to_end``: the answers as shipped, an abstention counting as a wrong
+    answer; ``best_candidate`` (when given): the answer the search gives with
+    abstention off (its best candidate), which measures answer selection alone;
+    each with its ratio to the oracle's F1 on the same questions.
+    """
     from pipeline.eval.squad_metrics import oracle_reader_metrics, squad_scores
 
     scored = [q for q in questions if q.answerable and q.answers]
-    end_to_end = squad_scores([predictions.get(q.id) for q in scored], [q.answers for q in scored]).to_dict()
-    oracle = oracle_reader_metrics(reader, scored).to_dict()
-    for figures in (end_to_end, oracle):
-        figures["exact_match"] = round(figures["exact_match"] / 100.0, 4)
-        figures["f1"] = round(figures["f1"] / 100.0, 4)
-    ratio = round(end_to_end["f1"] / oracle["f1"], 4) if oracle["f1"] else None
-    return {"model": reader.name, "end_to_end": end_to_end, "oracle": oracle, "end_to_end_to_oracle_f1": ratio}
+    runs = {"end_to_end": predictions} | ({"best_candidate": best_candidates} if best_candidates is not None else {})
+    figures = {name: squad_scores([got.get(q.id) for q in scored], [q.answers for q in scored]).to_dict()
+               for name, got in runs.items()}
+    figures["oracle"] = oracle_reader_metrics(reader, scored).to_dict()
+    for fig in figures.values():
+        fig["exact_match"] = round(fig["exact_match"] / 100.0, 4)
+        fig["f1"] = round(fig["f1"] / 100.0, 4)
+    oracle_f1 = figures["oracle"]["f1"]
+    out: dict[str, Any] = {"model": reader.name, **figures}
+    for name in runs:
+        out[f"{name}_to_oracle_f1"] = round(figures[name]["f1"] / oracle_f1, 4) if oracle_f1 else None
+    return out
 
 
 def answer_metrics(

@@ -34,6 +34,10 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def _ece(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -84,6 +88,14 @@ def markdown_report(result: EvalResult) -> str:
                 ["AUROC answerable vs unanswerable", "-" if ans["auroc"] is None else f"{ans['auroc']:.4f}"],
             ]
         lines += _table(["figure", "value"], rows)
+    rel = result.reliability
+    if rel:
+        lines += ["", "## Reliability of Hit.probability (shown hits of answerable questions; label: the gold paragraph)", "",
+                  f"{rel['hits']} hits, {rel['bins_count']} bins. Expected calibration error: all shown "
+                  f"{_ece(rel['ece_shown'])}, first three {_ece(rel['ece_top3'])}, first hit {_ece(rel['ece_first'])}.", ""]
+        rows = [[f"{b['low']:.1f}-{b['high']:.1f}", str(b["hits"]), f"{b['mean_probability']:.3f}", f"{b['gold_share']:.3f}"]
+                for b in rel["bins"] if b["hits"]]
+        lines += _table(["probability", "hits", "mean probability", "share that is the gold paragraph"], rows)
     if result.reader:
         lines += ["", "## Reader (exact match / F1, official SQuAD normalisation)", ""]
         rows = [
@@ -93,7 +105,11 @@ def markdown_report(result: EvalResult) -> str:
         ]
         lines += _table(["setting", "EM", "F1", "questions"], rows)
         if result.reader.get("end_to_end_to_oracle_f1") is not None:
-            lines += ["", f"End-to-end / oracle F1: {100 * result.reader['end_to_end_to_oracle_f1']:.1f}%"]
+            lines += ["", f"End-to-end / oracle F1: {100 * result.reader['end_to_end_to_oracle_f1']:.1f}% "
+                      "(an abstention counts as a wrong answer)"]
+        if result.reader.get("best_candidate_to_oracle_f1") is not None:
+            lines += ["", f"Best candidate / oracle F1: {100 * result.reader['best_candidate_to_oracle_f1']:.1f}% "
+                      "(the answer with abstention off: answer selection alone)"]
         answers = result.reader.get("answers") or {}
         if answers:
             lines += ["", "## Answers and abstention (official SQuAD v2.0 rules)", ""]
