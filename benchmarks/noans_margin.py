@@ -1,0 +1,109 @@
+"""Does a trained no-answer reader's margin help abstention? Out-of-fold margins added to the answer policy.
+
+For every question of a tune v2.0 answers collection (benchmarks/answers_collect.py)
+whose article the no-answer reader held out (``--reader-articles``, the articles of
+its training card's evaluation split), the reader reads the paragraphs the shipped
+answer policy reads (the first ``paragraphs`` hits) and gives its null-vs-best-span
+margin (the best span's score relative to the null score, the highest over the
+paragraphs read). Then the abstention model is cross-validated, grouped by article,
+on those questions alone: with the shipped features, and with the margin added.
+Pooled out-of-fold AUROC and the false-answer rate where 85% of answerable questions
+keep an answer, for both; and the margin's own AUROC. Questions of articles the
+reader trained on are left out (their margin would be a trained-on figure).
+
+    PYTHONPATH=$PWD python benchmarks/noans_margin.py --collection results/answers-v2-tune.jsonl \\
+        --reader models/noans-reader-2ep-fold2 --reader-articles 1,3,4,5,10,11,13,14,16,20,21 \\
+        --squad ../shared/data/dev-v1.1.json --out benchmarks/results/noans_margin.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from answers_fit import KEEP, features_of, fit, keep_threshold, load  # noqa: E402
+
+from pipeline.eval.questions import parse_articles  # noqa: E402
+from pipeline.read.answers import AnswerPolicy  # noqa: E402
+from pipeline.read.reader import Reader  # noqa: E402
+
+
+def margins(reader: Reader, records: list[dict], paragraphs: int) -> np.ndarray:
+    """The reader's best span score relative to its null score, the highest over the paragraphs read."""
+    pairs, owner = [], []
+    for i, r in enumerate(records):
+        for hit in r["hits"][:paragraphs]:
+            pairs.append((r["question"], hit["text"]))
+            owner.append(i)
+    best = np.full(len(records), -30.0)
+    for i, reading in zip(owner, reader.spans(pairs)):
+        if reading.best is not None:
+            best[i] = max(best[i], float(reading.best.score))
+    return best
+
+
+def cross_validated(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> dict:
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.zeros(len(y))
+    for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
+        scaler, model = fit(X[train], y[train])
+        scores[test] = model.predict_proba(scaler.transform(X[test]))[:, 1]
+    at_keep = keep_threshold(scores, y)
+    return {"auroc": float(roc_auc_score(y, scores)),
+            "false_answer_rate_at_keep": float((scores[y == 0] >= at_keep).mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collection", required=True, help="answers_collect.py output on dev-v2.0-tune.json")
+    parser.add_argument("--reader", required=True, help="a no-answer reader (qa-search train reader)")
+    parser.add_argument("--reader-articles", required=True, help="the SQuAD articles the reader held out, e.g. 1,3-5")
+    parser.add_argument("--squad", required=True, help="SQuAD v1.1 dev file, to name the articles")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+
+    titles = [a["title"] for a in json.loads(Path(args.squad).read_text(encoding="utf-8"))["data"]]
+    held_out = {titles[i] for i in parse_articles(args.reader_articles)}
+    records = [r for r in load(args.collection) if r["title"] in held_out]
+    if not records:
+        parser.error("no question of the collection is in --reader-articles")
+    policy = AnswerPolicy.load(None)
+    reader = Reader.load(args.reader)
+    if not reader.allow_no_answer:
+        parser.error(f"{args.reader} has no null answer: its spans are not relative to a null score")
+    margin = margins(reader, records, policy.paragraphs)
+    X, _ = features_of(records, policy, tuple(policy.features))
+    y = np.array([int(r["answerable"]) for r in records])
+    groups = np.array([r["title"] for r in records])
+    folds = min(args.folds, len(set(groups)))
+    out = {"questions": len(records), "answerable": int(y.sum()), "articles": sorted(set(groups)), "folds": folds,
+           "margin_auroc": float(roc_auc_score(y, margin)),
+           "shipped_features": cross_validated(X, y, groups, folds),
+           "with_margin": cross_validated(np.c_[X, margin], y, groups, folds)}
+    print(f"{out['questions']} questions ({out['answerable']} answerable) of {len(out['articles'])} articles the reader "
+          f"held out; {folds} folds grouped by article; the margin alone: AUROC {out['margin_auroc']:.3f}\n")
+    print(f"| abstention features | pooled AUROC | false answers at {100 * KEEP:.0f}% recall |")
+    print("|---|---:|---:|")
+    for name, key in (("shipped", "shipped_features"), ("shipped + no-answer reader margin", "with_margin")):
+        print(f"| {name} | {out[key]['auroc']:.3f} | {out[key]['false_answer_rate_at_keep']:.3f} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
