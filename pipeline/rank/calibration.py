@@ -46,13 +46,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pipeline.errors import ConfigError
+from pipeline.files import write_json
 from pipeline.rank.policy import Policy, features
 
 logger = logging.getLogger(__name__)
@@ -131,14 +130,7 @@ class FinalCalibration:
 
     def save(self, path: str | Path) -> Path:
         """Write the calibration as JSON (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FinalCalibration":

@@ -32,13 +32,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.errors import ConfigError
+from pipeline.files import write_json
 from pipeline.retrieve.retriever import LIST_DEPTH
 
 logger = logging.getLogger(__name__)
@@ -127,14 +126,7 @@ class Policy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON (a temporary file renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":

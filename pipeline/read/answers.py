@@ -37,9 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -47,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.files import write_json
 from pipeline.index.bm25 import BM25Tokenizer, TokenizerSettings
 from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reading
@@ -151,16 +150,9 @@ class AnswerPolicy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy as JSON (to a temporary file first, then renamed into place)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         data["fitted_for"], data["figures"] = dict(self.fitted_for), dict(self.figures)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, data)
 
     def answerability(self, features: Mapping[str, float]) -> float | None:
         """The fitted probability (0..1) that some read paragraph answers; ``None`` without a fitted model."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from pipeline.files import write_json
 
 CARD_FILE = "training_card.json"
 
@@ -34,13 +35,7 @@ def write_card(directory: str | Path, card: dict[str, Any]) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     card = {"written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **card, "environment": environment()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".card-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(card, handle, indent=2, default=str)
-        handle.write("\n")
-    path = directory / CARD_FILE
-    os.replace(tmp, path)
-    return path
+    return write_json(directory / CARD_FILE, card)
 
 
 def read_card(directory: str | Path) -> dict[str, Any]:
