@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -39,7 +38,7 @@ from pipeline.train import estimate
 from pipeline.train.card import CARD_FILE, read_card, write_card
 from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import install_model, prepare_output, training_arguments
-from pipeline.train.splits import group_folds, split_questions
+from pipeline.train.splits import group_folds, seeded_sample, split_questions
 
 logger = logging.getLogger(__name__)
 
@@ -213,12 +212,6 @@ def heldout_figures(model_path: str, examples: Sequence[ReaderExample], settings
     return figures
 
 
-def _sample(items: Sequence, n: int | None, seed: int) -> list:
-    if n is None or n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
-
 
 def _fit(train: Sequence[ReaderExample], out: Path, settings: ReaderSettings, *, run: dict, restart: bool,
          keep_checkpoints: bool, progress: bool, notify: Notify, label: str = "") -> dict:
@@ -308,8 +301,8 @@ def train_reader(
     examples = load_reader_examples(paths)
     split = split_questions(examples, train_articles=train_articles, eval_articles=eval_articles,
                             eval_split=eval_split, seed=settings.seed)
-    train = _sample(split.train, settings.max_questions, settings.seed)
-    held = _sample(split.eval, settings.eval_sample, settings.seed)
+    train = seeded_sample(split.train, settings.max_questions, settings.seed)
+    held = seeded_sample(split.eval, settings.eval_sample, settings.seed)
     device = pick_device(settings.device)
     base_run = {"kind": "reader", "questions": [str(Path(p).resolve()) for p in paths], "split": split.describe(),
                 "settings": asdict(settings)}
@@ -324,7 +317,7 @@ def train_reader(
                 continue
             info = _fit(fold_train, fold_out, settings, run=base_run | {"fold": k, "folds": folds}, restart=restart,
                         keep_checkpoints=False, progress=progress, notify=notify, label=f"Fold {k + 1}/{folds}: ")
-            figures = heldout_figures(str(fold_out), _sample(fold_held, settings.eval_sample, settings.seed), settings,
+            figures = heldout_figures(str(fold_out), seeded_sample(fold_held, settings.eval_sample, settings.seed), settings,
                                       allow_no_answer=info["no_answer_head"], device=device)
             figures["articles"] = sorted({e.group for e in fold_held})
             write_card(fold_out, {"kind": "reader-fold", "fold": k, "training": info, "heldout": {"after": figures}})

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from pipeline.train.data import (
 )
 from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import install_model, prepare_output, training_arguments
-from pipeline.train.splits import Split, split_questions
+from pipeline.train.splits import Split, seeded_sample, split_questions
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +76,6 @@ class RerankerSettings:
 
 Notify = Callable[[str], None]
 
-
-def _sample(items: Sequence, n: int | None, seed: int) -> list:
-    if n is None or n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
 
 
 def rankings(
@@ -218,7 +211,7 @@ def train_reranker(
     questions = load_training_questions(questions_path, index)
     split: Split = split_questions(questions, train_articles=train_articles, eval_articles=eval_articles,
                                    eval_split=eval_split, seed=settings.seed)
-    train_questions = _sample(split.train, settings.max_questions, settings.seed)
+    train_questions = seeded_sample(split.train, settings.max_questions, settings.seed)
     device = pick_device(settings.device)
     run = {"kind": "reranker", "index": str(Path(index_path).resolve()), "questions": str(Path(questions_path).resolve()),
            "split": split.describe(), "settings": asdict(settings)}
@@ -232,7 +225,7 @@ def train_reranker(
                            dense=settings.dense_negatives, progress=progress)
     pairs = training_pairs(index, mined)
     model, resolved = _cross_encoder(settings.base, settings, device)
-    held = _sample(split.eval, settings.eval_sample, settings.seed)
+    held = seeded_sample(split.eval, settings.eval_sample, settings.seed)
 
     steps_per_epoch = -(-len(pairs.pairs) // settings.batch_size)
     total_steps = settings.max_steps if settings.max_steps > 0 else round(steps_per_epoch * settings.epochs)
