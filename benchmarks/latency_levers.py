@@ -29,14 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.rerank.blend import blended_scores  # noqa: E402
+from pipeline.retrieve.retriever import LIST_DEPTH  # noqa: E402
 
 
 def collect(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
 
     from pipeline import QAPipeline
-    from pipeline.config import SearchSettings
     from pipeline.eval.evaluation import gold_paragraphs
     from pipeline.eval.questions import load_questions, sample_questions
     from pipeline.rerank.chunking import score_whole
@@ -53,7 +54,7 @@ def collect(args: argparse.Namespace) -> None:
     with tmp.open("w", encoding="utf-8") as fh:
         for start in tqdm(range(0, len(questions), 25), unit="batch"):
             batch = questions[start : start + 25]
-            found = qa.retriever.retrieve_many([q.text for q in batch], args.depth, SearchSettings())
+            found = qa.retriever.retrieve_many([q.text for q in batch], args.depth, SearchSettings(), list_depth=LIST_DEPTH)
             pairs = [(f.question, qa.index.passages[c.position].text) for f in found for c in f.candidates]
             p8, p32 = score_whole(int8, pairs).tolist(), score_whole(fp32, pairs).tolist()
             i = 0
@@ -90,7 +91,7 @@ def replay_one(record: dict, depth: int, keep: int, agreed: int, top_k: int = 10
         entry = best.setdefault(c["sid"], [-1.0, -1e9])
         entry[0], entry[1] = max(entry[0], p), max(entry[1], c["scores"]["fused"])
     sources = list(best)
-    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], 0.5)
+    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], SearchSettings().rerank_weight)
     order = [sources[i] for i in sorted(range(len(sources)), key=lambda i: (-final[i], i))]
     rank = order[:10].index(record["gold"]) + 1 if record["gold"] in order[:10] else 0
     return (1.0 / rank if rank else 0.0), n

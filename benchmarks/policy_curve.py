@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import SearchSettings
 from pipeline.rank.fit import matrix, rows_of
 from pipeline.rerank.blend import blended_scores
 
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     fused = per_question(np.array([r.features["fused"] for r in rows]))
     prob = per_question(np.array([1 / (1 + math.exp(-r.features["rerank_logit"])) for r in rows]))
     for depth in depths:
-        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], 0.5) for q in prob}
+        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], SearchSettings().rerank_weight) for q in prob}
         table.append({"order": "hybrid (fused)", "depth": depth, **figures(questions, fused, depth)})
-        table.append({"order": "blend 0.5 (before)", "depth": depth, **figures(questions, blend, depth)})
+        table.append({"order": "blend (shipped rerank_weight)", "depth": depth, **figures(questions, blend, depth)})
     for name, names in SETS.items():
         x, y = matrix(rows, names)
         oof = np.zeros(len(rows))

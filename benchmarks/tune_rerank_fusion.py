@@ -3,13 +3,15 @@
 For a fixed sample of questions, the pipeline reranks the hybrid top ``--candidates`` once (public
 API: ``search_many(rerank=True)``; each hit carries its fused score and reranker probability). The
 candidates are then re-ordered offline for every weight ``w`` in
-``score = w * probability + (1 - w) * minmax(fused score over the question's candidates)``
-(``w = 1`` is the pipeline's reranking, ``w = 0`` the hybrid order), followed by the rest of the
-hybrid top 100, and measured with the same metrics as ``qa-search eval``.
+``score = w * probability + (1 - w) * fused score / the question's best fused score``
+(:func:`pipeline.rerank.blend.blended_order`, the pipeline's blend; ``w = 1`` is the reranker
+alone, ``w = 0`` the hybrid order), followed by the rest of the hybrid top 100, and measured with
+the same metrics as ``qa-search eval``. The probability is the reranker's own
+(``scores["rerank"]``), as the shipped search settings make it (early stop included).
 
     PYTHONPATH=$PWD python benchmarks/tune_rerank_fusion.py --index indexes/squad-dev \\
         --questions ../shared/data/dev-v1.1.json --reranker ../shared/models/minilm-l6-qnli-squad-tune \\
-        --articles 0-23 --sample 300 --candidates 10 --out benchmarks/results/tune_rerank_fusion.json
+        --articles 0-23 --sample 1000 --candidates 15 --out benchmarks/results/tune_rerank_fusion.json
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--candidates", type=int, default=10)
-    parser.add_argument("--weights", default="0,0.2,0.3,0.4,0.5,0.6,0.7,0.8,1")
+    parser.add_argument("--weights", default="0,0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.7,0.8,1")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for q, h, r in zip(batch, hybrid, reranked):
             tails[q.id] = paragraph_ranking(h.hits)
-            cands[q.id] = [(hit.source_id, hit.scores["fused"], hit.probability) for hit in r.hits]
+            cands[q.id] = [(hit.source_id, hit.scores["fused"], hit.scores["rerank"]) for hit in r.hits]
         print(f"\r{start + len(batch)}/{len(questions)}", end="", file=sys.stderr)
     print(file=sys.stderr)
 

@@ -221,10 +221,12 @@ class LoadSettings:
             ``rerank_backend``: ``auto`` (default: ONNX Runtime int8 on a CPU,
             PyTorch on a GPU), ``torch``, ``onnx`` or ``onnx-int8``; see
             :mod:`pipeline.read.engines`.
-        int8_rescore: with ``onnx-int8`` (so with ``auto`` on a CPU), the best
-            this many int8 scores of each question are scored again by the same
-            model in ONNX Runtime fp32, which keeps the top of the ranking as
-            fp32 has it; 0 = int8 only.
+        int8_rescore: with ``onnx-int8`` (so with ``auto`` on a CPU), int8
+            scores every candidate and the paragraphs in this many first places
+            of a search's final order are scored again by the same model in ONNX
+            Runtime fp32 (until those places hold only fp32 scores), so the
+            first hits carry fp32's scores; the HTTP rerank endpoints re-score
+            the best this many by int8 instead; 0 = int8 only.
     """
 
     bi_encoder: str | None = None
@@ -281,9 +283,10 @@ class SearchSettings:
         rerank_weight: without a fitted ranking policy (``policy`` of
             :class:`LoadSettings`, the default), the reranked order is by
             ``rerank_weight * probability + (1 - rerank_weight) * fused score``
-            (fused scores min-max normalised over the question's candidates; see
+            (each fused score relative to the question's best, so that a
+            paragraph's score does not depend on ``candidates``; see
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
-            alone. ``answerable`` comes from the probability.
+            alone. Chosen on tune articles (docs/ranking.md).
         read_weight: with the blend, the paragraphs the reader reads (the
             answer policy's ``paragraphs``) move by ``read_weight * best span
             score`` added to their blended score (see

@@ -50,7 +50,7 @@ from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decid
 from pipeline.read.reader import Reader
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
-from pipeline.rerank.cascade import Cascade
+from pipeline.rerank.cascade import Cascade, ExactFirst
 from pipeline.rerank.chunking import score_whole
 from pipeline.rerank.depth import rerank_depth
 from pipeline.rerank.reranker import Reranker
@@ -72,6 +72,11 @@ def check_question(question: Any, max_chars: int) -> str:
     return text
 
 
+def _abstained(decision: Decision | None) -> bool:
+    """Whether the answer policy withheld the answer it found (no hit may then be flagged answerable)."""
+    return decision is not None and decision.answer is None and decision.candidate is not None
+
+
 def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     """The reranker the settings ask for: backend, threads, score cache, int8 rescoring, optional cascade."""
 
@@ -90,7 +95,7 @@ def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     backend = choose_backend(config.rerank_backend, pick_device(config.device))
     main: Reranker | Cascade = one(config.reranker, backend)
     if backend is RerankBackend.ONNX_INT8 and config.int8_rescore:
-        # int8 screens every candidate; fp32 re-scores each question's best few so the top stays fp32's.
+        # int8 screens every candidate; fp32 re-scores the best few (a search: the first few of its final order).
         main = Cascade(main, one(config.reranker, RerankBackend.ONNX), config.int8_rescore)
     if not config.cascade_reranker:
         return main
@@ -216,35 +221,48 @@ class QAPipeline:
             raise ConfigError("Reading answers was asked for, but this pipeline was loaded without a reader.")
         depth = max(cfg.candidates, cfg.top_k) if use_reranker else cfg.top_k
         policy = self.policy_for(cfg) if use_reranker else None
-        fitted = policy is not None and not policy.is_reranker_only
-        retrieved = self.retriever.retrieve_many(texts, depth, cfg, list_depth=LIST_DEPTH if fitted else 0)
+        # reranked searches fuse each list at a fixed depth, so a paragraph's final score does not depend on `candidates`
+        retrieved = self.retriever.retrieve_many(texts, depth, cfg, list_depth=LIST_DEPTH if use_reranker else 0)
         if use_reranker:  # early stop: fewer candidates where BM25 and the bi-encoder agree on the best paragraph
             for found in retrieved:
                 found.candidates = found.candidates[: rerank_depth(found.candidates, cfg, self._source_of)]
         probabilities: list[list[float] | None] = [None] * len(texts)
         rerank_ms = 0.0
+        exact = self._exact_first() if use_reranker else None
         if use_reranker:
             start = time.perf_counter()
             pairs = [(r.question, self.index.passages[c.position].text) for r in retrieved for c in r.candidates]
-            flat = score_whole(self.reranker, pairs).tolist()  # a long passage: its best chunk's probability
+            # the int8 screen scores every candidate; fp32 then goes to what the final order puts first (below)
+            scorer = exact.screen if exact is not None and exact.screen is not None else self.reranker
+            flat = score_whole(scorer, pairs).tolist()  # a long passage: its best chunk's probability
             rerank_ms = (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
             offset = 0
             for i, found in enumerate(retrieved):
                 probabilities[i] = flat[offset : offset + len(found.candidates)]
                 offset += len(found.candidates)
+        exact_ids: list[set[str]] = [set() for _ in texts]  # per question: the windows re-scored in fp32
+        if exact is not None:
+            start = time.perf_counter()
+            for found, probs, done in zip(retrieved, probabilities, exact_ids):
+                if probs is not None:
+                    self._rescore_first(found.question, found.candidates, probs, cfg, policy, exact, done)
+            rerank_ms += (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
         hits = [self._hits(found.candidates, probs, cfg, policy) for found, probs in zip(retrieved, probabilities)]
         reading = cfg.read and self.reader is not None
         decisions: list[Decision | None] = [None] * len(texts)
         # the reader's span scores move the hits it read, in the blend's order only (a fitted policy orders alone)
         read_weight = cfg.read_weight if use_reranker and policy is None else 0.0
         read_ms = self._read(texts, hits, decisions, cfg.abstain, read_weight) if reading else None
+        if exact is not None and read_ms is not None and read_weight > 0:
+            for question, shown, done, decision in zip(texts, hits, exact_ids, decisions):
+                # the reader's move can bring up a screened hit
+                self._rescore_first_read(question, shown, cfg, exact, done, abstained=_abstained(decision))
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
         for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
             calibration = None
             if probs is not None and policy is None:
-                abstained = decision is not None and decision.answer is None and decision.candidate is not None
-                calibration = self._calibrate(shown, cfg, reading and read_weight > 0, abstained)
+                calibration = self._calibrate(shown, cfg, reading and read_weight > 0, _abstained(decision))
             timings = dict(found.timings)
             if probs is not None:
                 timings["rerank"] = rerank_ms
@@ -269,6 +287,68 @@ class QAPipeline:
 
     def _source_of(self, position: int) -> str:
         return self.index.passages[position].source_id
+
+    def _exact_first(self) -> ExactFirst | None:
+        """With the int8 screen (``int8_rescore``): its fp32 reranker and how many first hits must carry fp32 scores.
+
+        The screen alone scores the candidates, and fp32 only what the final order puts
+        first. Behind a cascade with a small first model, the cascade scores them as
+        it does, and the first hits are re-scored in fp32 on top (repeats come from
+        the score cache).
+        """
+        reranker = self.reranker
+        if isinstance(reranker, Cascade) and reranker.first.name == reranker.main.name:
+            return ExactFirst(reranker.main, reranker.keep, screen=reranker.first)
+        if isinstance(reranker, Cascade) and isinstance(reranker.main, Cascade):  # a small first model, then the screen
+            inner = reranker.main
+            if inner.first.name == inner.main.name:
+                return ExactFirst(inner.main, inner.keep)
+        return None
+
+    def _rescore_first(self, question: str, cands: list[Candidate], probs: list[float], cfg: SearchSettings,
+                       policy: Policy | None, exact: ExactFirst, done: set[str]) -> None:
+        """Re-score in fp32 every window of the first ``exact.places`` paragraphs of the final order, until they all have.
+
+        The int8 probabilities order the candidates first; each round re-scores in
+        fp32 the windows of the paragraphs now in the first places and orders again
+        (a paragraph can drop, and another come up); it ends when the first places
+        hold only fp32-scored paragraphs, usually after one round. ``probs`` is
+        updated in place; ``done`` gets the passage ids re-scored.
+        """
+        source = [self._source_of(c.position) for c in cands]
+        ids = [self.index.passages[c.position].id for c in cands]
+        while True:
+            paragraphs, _, _, order = self._ordered(cands, probs, cfg, policy)
+            firsts = {source[paragraphs[p][0]] for p in order[: exact.places]}
+            todo = [j for j, s in enumerate(source) if s in firsts and ids[j] not in done]
+            if not todo:
+                return
+            fresh = score_whole(exact.reranker, [(question, self.index.passages[cands[j].position].text) for j in todo])
+            for j, value in zip(todo, fresh):
+                probs[j] = float(value)
+                done.add(ids[j])
+
+    def _rescore_first_read(self, question: str, shown: list[Hit], cfg: SearchSettings, exact: ExactFirst,
+                            done: set[str], *, abstained: bool) -> None:
+        """After the reader's move: re-score in fp32 a hit it brought to the first places, until they all have.
+
+        The blend is linear in the probability, so the final score moves by
+        ``rerank_weight`` × the change; the reader's evidence and answers stay.
+        """
+        while True:
+            todo = [h for h in shown[: exact.places] if h.id not in done and "final" in h.scores]
+            if not todo:
+                return
+            fresh = score_whole(exact.reranker, [(question, h.text) for h in todo])
+            for hit, value in zip(todo, fresh):
+                change = float(value) - hit.scores["rerank"]
+                hit.scores["rerank"] = hit.probability = float(value)
+                hit.scores["final"] = round(hit.scores["final"] + cfg.rerank_weight * change, 6)
+                hit.answerable = not abstained and hit.probability >= cfg.threshold  # _calibrate may set both again
+                done.add(hit.id)
+            shown.sort(key=lambda h: -h.scores["final"])
+            for place, hit in enumerate(shown, start=1):
+                hit.ranks["final"] = place
 
     def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool,
               read_weight: float = 0.0) -> float | None:
@@ -338,6 +418,17 @@ class QAPipeline:
             return policy
         return Policy.reranker_only(policy.reranker)
 
+    def _ordered(self, cands: list[Candidate], probs: list[float], cfg: SearchSettings, policy: Policy | None,
+                 ) -> tuple[list[tuple[int, dict, dict]], list[float], list[float], list[int]]:
+        """One question's paragraphs, their reranker probability, final score, and the final order (indices, best first)."""
+        paragraphs = self._paragraphs(cands, probs)
+        raw = [probs[best] for best, _, _ in paragraphs]
+        if policy is not None:
+            final = [policy.probability(raw[p], scores, ranks) for p, (_, scores, ranks) in enumerate(paragraphs)]
+        else:
+            final = blended_scores(raw, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+        return paragraphs, raw, final, sorted(range(len(paragraphs)), key=lambda p: (-final[p], p))
+
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings,
               policy: Policy | None = None) -> list[Hit]:
         """The top ``top_k`` paragraphs, best first: one hit per source paragraph, showing its best window.
@@ -346,20 +437,15 @@ class QAPipeline:
         the blend of ``rerank_weight`` by default, or a fitted ranking policy's
         calibrated probability, which is then also ``probability`` and flags the
         hits; ``scores``/``ranks["rerank"]`` keep the reranker's own probability and
-        the paragraph's rank by it alone. With the int8 screen, a paragraph the
-        screen alone scored can be placed above fp32-scored ones by its retrieval
-        evidence (capping it below them cost 2 MRR@10 points held out, docs/ranking.md).
+        the paragraph's rank by it alone. With the int8 screen, the first paragraphs
+        were re-scored in fp32 before (:meth:`_rescore_first`).
         """
-        paragraphs = self._paragraphs(cands, probs)
-        order = list(range(len(paragraphs)))
         if probs is not None:
-            raw = [probs[best] for best, _, _ in paragraphs]
-            if policy is not None:
-                final = [policy.probability(raw[p], scores, ranks) for p, (_, scores, ranks) in enumerate(paragraphs)]
-            else:
-                final = blended_scores(raw, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+            paragraphs, raw, final, order = self._ordered(cands, probs, cfg, policy)
             by_probability = {p: rank for rank, p in enumerate(sorted(order, key=lambda p: (-raw[p], p)), start=1)}
-            order = sorted(order, key=lambda p: (-final[p], p))
+        else:
+            paragraphs = self._paragraphs(cands, probs)
+            order = list(range(len(paragraphs)))
         hits: list[Hit] = []
         for place, p in enumerate(order[: cfg.top_k], start=1):
             best, scores, ranks = paragraphs[p]

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from pipeline import QAPipeline
+from pipeline.config import SearchSettings
 from pipeline.errors import ConfigError
 from pipeline.rank.calibration import (
     DEFAULT_FILE,
@@ -91,7 +92,9 @@ def test_finding_a_calibration(tmp_path, caplog):
 def test_the_shipped_calibration_is_a_monotone_one_for_the_standins(standin_reranker, standin_reader):
     found = find_calibration(None, str(standin_reranker))
     assert isinstance(found, FinalCalibration) and load_calibration(DEFAULT_FILE) == found
-    assert found.mismatch(rerank_weight=0.5, read_weight=0.08, reader=str(standin_reader)) is None
+    shipped = SearchSettings()
+    assert found.mismatch(rerank_weight=shipped.rerank_weight, read_weight=shipped.read_weight,
+                          reader=str(standin_reader)) is None
     for platt in (found.with_reading, found.without_reading):
         assert platt.weights["final"] > 0 and platt.weights["first"] >= 0
     assert find_calibration(None, "cross-encoder/qnli-electra-base") is None  # fitted for the stand-in only
@@ -134,7 +137,7 @@ def test_a_search_that_reads_uses_the_weights_fitted_after_the_readers_move(tiny
                                                                              tiny_reader, tmp_path):
     qa = load(tiny_index, tiny_cross_encoder, str(FINAL.save(tmp_path / "final.json")), read=True,
               reader=str(tiny_reader), reader_backend="torch")
-    result = qa.search(QUESTION, top_k=6, candidates=6, abstain=False)
+    result = qa.search(QUESTION, top_k=6, candidates=6, abstain=False, read_weight=FINAL.read_weight)
     assert "read" in result.hits[0].scores or "read" in result.hits[1].scores  # the reader's move happened
     want = FINAL.probabilities([h.scores["final"] for h in result.hits], read=True)
     assert [h.probability for h in result.hits] == pytest.approx(want)

@@ -48,6 +48,56 @@ def test_by_default_the_blend_orders_and_the_probability_flags(tiny_index, tiny_
         tiny_qa.search(question, rerank_weight=1.5)
 
 
+def test_the_blends_final_score_does_not_depend_on_how_many_candidates(tiny_index, tiny_cross_encoder):
+    """Issue 15: a paragraph retrieved at both depths gets the same final score and place among the others."""
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
+    for question in ("Which city is the capital of Spain?", "What is the capital of Germany?"):
+        few = {h.source_id: h for h in qa.search(question, top_k=3, candidates=3, agreed_candidates=0).hits}
+        many = {h.source_id: h for h in qa.search(question, top_k=8, candidates=8, agreed_candidates=0).hits}
+        assert few and set(few) <= set(many)
+        for source, hit in few.items():
+            assert hit.scores["final"] == pytest.approx(many[source].scores["final"], abs=1e-6)
+            assert hit.scores["fused"] == pytest.approx(many[source].scores["fused"], abs=1e-12)
+        # the early stop (fewer candidates where BM25 and the bi-encoder agree) changes no score either
+        stopped = {h.source_id: h for h in qa.search(question, top_k=3, candidates=8, agreed_candidates=3).hits}
+        for source, hit in stopped.items():
+            assert hit.scores["final"] == pytest.approx(many[source].scores["final"], abs=1e-6)
+
+
+def _int8_screen(tiny_cross_encoder, cache_dir, keep=1):
+    """The CPU default's reranker: int8 screens every candidate, fp32 re-scores its best ``keep``."""
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
+
+    def one(backend):
+        return Reranker.load(str(tiny_cross_encoder), device="cpu", backend=backend, cache_dir=cache_dir, progress=False)
+
+    fp32 = one("onnx")
+    return Cascade(one("onnx-int8"), fp32, keep), fp32
+
+
+QUESTIONS = ["What is the capital of Germany?", "Which city is the capital of Spain?", "What is the capital of Italy?",
+             "Which river flows north through Egypt?", "What is the largest city of France?",
+             "Which mountain is the highest above sea level?", "When was Rome founded?", "How many people live in Berlin?"]
+
+
+def test_with_the_int8_screen_the_first_hits_carry_fp32_scores(tiny_index, tiny_cross_encoder, tmp_path):
+    """Issue 15: the screen re-scores its own best by int8; the pipeline re-scores whatever the final order puts first."""
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), read=False, device="cpu", rerank_backend="torch")
+    screen, fp32 = _int8_screen(tiny_cross_encoder, tmp_path)
+    qa.reranker = screen
+    overtaken = 0
+    for question in QUESTIONS:
+        # weight 0.1: mostly the retrieval order, so the first hit is often not the screen's own pick
+        hits = qa.search(question, top_k=5, candidates=8, agreed_candidates=0, rerank_weight=0.1).hits
+        int8 = {h.id: float(v) for h, v in zip(hits, screen.first.score(question, [h.text for h in hits]))}
+        exact = float(fp32.score(question, [hits[0].text])[0])
+        assert hits[0].scores["rerank"] == pytest.approx(exact, abs=1e-6)
+        overtaken += max(int8, key=int8.get) != hits[0].id
+        assert [h.scores["final"] for h in hits] == sorted((h.scores["final"] for h in hits), reverse=True)
+    assert overtaken  # the case this is about happened: the first hit was not the screen's own best
+
+
 POLICY = Policy(reranker=None, coef={"rerank_logit": 1.0, "fused": 3.0, "bm25_log_rank": -0.5}, intercept=-1.0)
 
 
@@ -164,9 +214,13 @@ def test_default_windows_are_what_the_bi_encoder_reads(tmp_path, tiny_bi_encoder
 
 
 def test_blend_formula_on_hand_computed_values():
-    """The blend the pipeline ordered by before the ranking policy (kept for the benchmarks' comparisons)."""
-    # fused 1, 3, 2 -> min-max 0, 1, 0.5; with weight 0.25: 0.25 * p + 0.75 * fused.
-    assert blended_scores([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == pytest.approx([0.2, 0.75, 0.475])
+    """The default order: the probability blended with each fused score relative to the question's best."""
+    # fused 1, 3, 2 -> relative 1/3, 1, 2/3; with weight 0.25: 0.25 * p + 0.75 * relative.
+    assert blended_scores([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == pytest.approx([0.45, 0.75, 0.6])
+    # relative to a best fused score given from outside (the best paragraph need not be among these)
+    assert blended_scores([0.8, 0.0], [1.0, 3.0], 0.25, best=4.0) == pytest.approx([0.3875, 0.5625])
+    # no positive retrieval evidence (a dense-only search whose best cosine is negative): the reranker alone
+    assert blended_scores([0.3, 0.6], [-0.1, -0.2], 0.5) == pytest.approx([0.15, 0.3])
     assert blended_order([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25) == [1, 2, 0]
     assert blended_order([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 1.0) == [0, 2, 1]
     assert blended_order([0.5, 0.5], [2.0, 2.0], 0.5) == [0, 1]  # ties keep the retrieval order

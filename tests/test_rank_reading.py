@@ -1,5 +1,7 @@
 """The reader's span scores move the paragraphs it read (pipeline/rank/reading.py), after the answer is decided."""
 
+import dataclasses
+
 import pytest
 
 from pipeline import QAPipeline
@@ -86,3 +88,32 @@ def test_a_fitted_policy_is_not_moved_by_the_reader(reading_qa):
     assert result.settings["read_weight"] == 0.0 and all("read" not in h.scores for h in result.hits)
     probs = [h.probability for h in result.hits]
     assert probs == sorted(probs, reverse=True)  # the policy's probability alone orders
+
+
+def test_a_screened_hit_the_reader_brings_first_is_rescored_in_fp32(reading_qa, tiny_cross_encoder, tmp_path):
+    """With the int8 screen the reader's move can put the second read paragraph (int8 only) first: it gets fp32's score."""
+    from pipeline.rerank.cascade import Cascade
+    from pipeline.rerank.reranker import Reranker
+
+    def one(backend):
+        return Reranker.load(str(tiny_cross_encoder), device="cpu", backend=backend, cache_dir=tmp_path, progress=False)
+
+    fp32 = one("onnx")
+    torch_reranker, policy = reading_qa.reranker, reading_qa.answer_policy
+    reading_qa.reranker = Cascade(one("onnx-int8"), fp32, 1)
+    reading_qa.answer_policy = dataclasses.replace(policy, paragraphs=2)  # the second read hit can overtake the first
+    try:
+        moved_up = 0
+        for question in ("What is the capital of Germany?", "Which city is the capital of Spain?",
+                         "What is the capital of Italy?", "Which river flows north through Egypt?",
+                         "What is the largest city of France?", "When was Rome founded?"):
+            before = reading_qa.search(question, top_k=6, candidates=6, agreed_candidates=0, read_weight=0.0)
+            after = reading_qa.search(question, top_k=6, candidates=6, agreed_candidates=0, read_weight=10.0)
+            first = after.hits[0]
+            assert first.scores["rerank"] == pytest.approx(float(fp32.score(question, [first.text])[0]), abs=1e-6)
+            finals = [h.scores["final"] for h in after.hits]
+            assert finals == sorted(finals, reverse=True) and [h.ranks["final"] for h in after.hits] == list(range(1, 7))
+            moved_up += first.id != before.hits[0].id
+        assert moved_up  # the reader's move did bring another paragraph first
+    finally:
+        reading_qa.reranker, reading_qa.answer_policy = torch_reranker, policy

@@ -371,7 +371,8 @@ def test_pipeline_uses_and_records_the_backend(tiny_index, tiny_cross_encoder, t
     assert len(out.hits) == 6
 
 
-def test_default_on_cpu_screens_in_int8_and_rescores_the_top_in_fp32(tiny_index, tiny_cross_encoder, tmp_path, monkeypatch):
+def test_default_on_cpu_screens_in_int8_and_rescores_the_first_hits_in_fp32(tiny_index, tiny_cross_encoder, tmp_path,
+                                                                            monkeypatch):
     from pipeline.qa import QAPipeline
 
     monkeypatch.setenv("QA_SEARCH_CACHE", str(tmp_path))
@@ -379,9 +380,13 @@ def test_default_on_cpu_screens_in_int8_and_rescores_the_top_in_fp32(tiny_index,
     result = qa.search("What is the capital of France?")
     assert result.settings["rerank_backend"] == "onnx-int8 -> top 3 onnx"
     fp32 = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="torch")
-    kept = sorted(result.hits, key=lambda h: -h.probability)[:3]  # kept ones always outscore pruned ones
-    expected = fp32.score("What is the capital of France?", [h.text for h in kept])
-    np.testing.assert_allclose([h.probability for h in kept], expected, atol=1e-5)
+    first = result.hits[:3]  # the first three places of the final order carry fp32's scores
+    expected = fp32.score("What is the capital of France?", [h.text for h in first])
+    np.testing.assert_allclose([h.scores["rerank"] for h in first], expected, atol=1e-5)
+    int8 = Reranker.load(str(tiny_cross_encoder), device="cpu", backend="onnx-int8", cache_dir=tmp_path)
+    rest = result.hits[3:]  # the others keep the int8 screen's
+    np.testing.assert_allclose([h.scores["rerank"] for h in rest],
+                               int8.score("What is the capital of France?", [h.text for h in rest]), atol=1e-6)
     assert QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), device="cpu", int8_rescore=0, read=False).search(
         "What is the capital of France?").settings["rerank_backend"] == "onnx-int8"
 

@@ -10,13 +10,15 @@ answerable than) a passage the main reranker saw. It has the same
 
 The same class, with the int8 and the fp32 copies of one model, is the default
 on a CPU (``int8_rescore``): int8 screens all candidates, fp32 re-scores each
-question's best few. A cascade with a *different*, smaller first model is off by
+question's best few. The HTTP rerank endpoints use it so; a search re-scores in
+fp32 what its final order puts first instead (:class:`ExactFirst`). A cascade with a *different*, smaller first model is off by
 default (``cascade_reranker=None``): no small reranker with measured quality
 exists here yet, see docs/fast-rerank.md.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Hashable, Sequence
 
 import numpy as np
@@ -24,6 +26,22 @@ import numpy as np
 from pipeline.errors import ConfigError
 from pipeline.models.resolve import display_name
 from pipeline.rerank.reranker import Reranker
+
+
+@dataclass(frozen=True)
+class ExactFirst:
+    """With the int8 screen: the fp32 reranker, and how many first hits of the final order must carry its scores.
+
+    A search scores every candidate with ``screen`` (the int8 model) and re-scores
+    in fp32 the paragraphs the final order puts in the first ``places``
+    (``QAPipeline._rescore_first``), rather than the screen's own best by int8
+    probability, which retrieval evidence can outrank. ``screen`` is ``None`` behind
+    a cascade with a small first model: the cascade scores the candidates then.
+    """
+
+    reranker: Reranker
+    places: int
+    screen: Reranker | None = None
 
 
 class Cascade:

@@ -30,9 +30,10 @@ class Candidate:
     ranks: dict[str, int] = field(default_factory=dict)
 
 
-#: How deep each retriever's list is before hybrid fusion when a fitted ranking policy reads the fused
-#: scores: a candidate's fused score and rank then do not depend on how many candidates were asked for
-#: (the top ``k`` of a deeper search are the same candidates with the same scores).
+#: How deep each retriever's list is before hybrid fusion in a reranked search (the blend and a fitted
+#: ranking policy both read the fused scores): a candidate's fused score and rank then do not depend on
+#: how many candidates were asked for (the top ``k`` of a deeper search are the same candidates with the
+#: same scores).
 LIST_DEPTH = 100
 
 
