@@ -309,7 +309,7 @@ class SearchSettings:
     candidates: int = 15
     agreed_candidates: int = 10
     rerank_weight: float = 0.5
-    read_weight: float = 0.08
+    read_weight: float = 0.04
     top_k: int = 10
     threshold: float = 0.5
     max_query_chars: int = 2000

@@ -11,7 +11,7 @@ Example::
     ('Denver Broncos', 'Super_Bowl_50#0')
 
 Reading: the reader reads the top ``paragraphs`` hits of the final order
-(the answer policy's: the shipped one reads 2; whether or not they pass the threshold).
+(the answer policy's: the shipped one reads 1; whether or not they pass the threshold).
 Each read hit gets ``answer``; identical answers add up their evidence across
 paragraphs and the search's ``answer`` is the one with most, unless the answer
 policy abstains (then ``answer`` is ``None``, ``no_answer_reason`` says why,

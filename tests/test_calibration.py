@@ -62,6 +62,10 @@ def test_a_final_score_calibration_says_which_searches_it_holds_for():
     assert named.mismatch(rerank_weight=0.5, read_weight=0.08, reader="elsewhere/the-reader") is None
     assert "fitted with the reader the-reader, this search reads with other" in named.mismatch(
         rerank_weight=0.5, read_weight=0.08, reader="/m/other")
+    # a file fitted before the blend took fused scores relative to the best one (no "blend" in it) does not hold
+    before = FinalCalibration.from_dict({k: v for k, v in FINAL.to_dict().items() if k != "blend"})
+    assert before.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None).startswith(
+        "fitted on another blend (min-max over candidates; this version blends relative to the best fused score)")
 
 
 def test_finding_a_calibration(tmp_path, caplog):

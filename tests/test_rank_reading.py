@@ -41,7 +41,7 @@ def test_a_weak_span_moves_a_read_paragraph_down_and_unread_ones_keep_their_scor
 
 
 def test_read_weight_is_checked():
-    assert SearchSettings().read_weight == 0.08
+    assert SearchSettings().read_weight == 0.04
     with pytest.raises(ConfigError, match="read_weight must be a number from 0 to 10"):
         SearchSettings(read_weight=-0.1)
 

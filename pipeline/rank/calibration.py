@@ -53,6 +53,7 @@ from typing import Any, Mapping, Sequence
 from pipeline.errors import ConfigError
 from pipeline.files import write_json
 from pipeline.rank.policy import Policy, features
+from pipeline.rerank.blend import FORMULA as BLEND_FORMULA
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class FinalCalibration:
     without_reading: Platt
     reader: str | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
+    blend: str = BLEND_FORMULA  # the blend formula whose final scores it was fitted on
 
     def probabilities(self, finals: Sequence[float], *, read: bool) -> list[float]:
         """The calibrated probability of each hit, given the final scores in the order shown (best first)."""
@@ -113,6 +115,8 @@ class FinalCalibration:
 
     def mismatch(self, *, rerank_weight: float, read_weight: float, reader: str | None) -> str | None:
         """Why this calibration does not hold for a search with these settings, or ``None`` when it does."""
+        if self.blend != BLEND_FORMULA:
+            return f"fitted on another blend ({self.blend}; this version blends {BLEND_FORMULA}): refit it"
         if not math.isclose(rerank_weight, self.rerank_weight):
             return f"fitted for rerank_weight {self.rerank_weight}, this search uses {rerank_weight}"
         if reader is not None and read_weight > 0:
@@ -124,7 +128,7 @@ class FinalCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "format": FORMAT, "reranker": self.reranker, "reader": self.reader,
-                "rerank_weight": self.rerank_weight, "read_weight": self.read_weight,
+                "blend": self.blend, "rerank_weight": self.rerank_weight, "read_weight": self.read_weight,
                 "with_reading": self.with_reading.to_dict(), "without_reading": self.without_reading.to_dict(),
                 "fitted": self.fitted}
 
@@ -144,7 +148,7 @@ class FinalCalibration:
         return cls(reranker=data.get("reranker"), reader=data.get("reader"),
                    rerank_weight=float(data["rerank_weight"]), read_weight=float(data["read_weight"]),
                    with_reading=platt("with_reading"), without_reading=platt("without_reading"),
-                   fitted=dict(data.get("fitted") or {}))
+                   fitted=dict(data.get("fitted") or {}), blend=str(data.get("blend", "min-max over candidates")))
 
 
 Calibration = FinalCalibration | Policy

@@ -1,7 +1,7 @@
 """The reader's evidence in the final order: the paragraphs it read move by how well they answer.
 
 The pipeline reads the first hits of the blended order (the answer policy's
-``paragraphs``, 2 as shipped) to find the answer. Their best span score (start +
+``paragraphs``, 1 as shipped) to find the answer. Their best span score (start +
 end logit, :class:`~pipeline.read.reader.Reading`) is evidence about the
 paragraph too: a paragraph whose best span is weak rarely answers. With
 ``read_weight`` *w*, each read hit's final score becomes
@@ -10,7 +10,7 @@ paragraph too: a paragraph whose best span is weak rarely answers. With
 
 and the hits are sorted again by it; hits that were not read keep their score.
 ``scores["read"]`` keeps the span score, so a client can redo the sum. The weight
-(0.08 for the blend's 0..1 scale) was chosen on tune articles by
+(0.04 for the blend's 0..1 scale) was chosen on tune articles by
 ``benchmarks/read_weight.py`` (docs/ranking.md). A fitted ranking policy orders by its
 calibrated probability alone, so the reader does not move its hits.
 

@@ -54,7 +54,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
     parser.add_argument("--read-weight", type=float,
                         help="how far the reader's best span score moves the paragraphs it read in the blended order "
-                        "(default 0.08; 0 = the reader does not reorder)")
+                        "(default 0.04; 0 = the reader does not reorder)")
     parser.add_argument("--policy", metavar="FILE|NAME|none",
                         help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
                         "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
