@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.eval.questions import seeded_sample  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.models.resolve import resolve_model  # noqa: E402
 from pipeline.read.reader import wants_no_answer  # noqa: E402
 from pipeline.train.reader import ReaderSettings, heldout_figures, load_reader_examples  # noqa: E402
-from pipeline.train.splits import seeded_sample, split_questions  # noqa: E402
+from pipeline.train.splits import split_questions  # noqa: E402
 
 
 def has_null_head(name: str) -> bool:

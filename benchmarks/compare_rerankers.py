@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.eval.questions import parse_articles  # noqa: E402
+from pipeline.eval.questions import parse_articles, seeded_sample  # noqa: E402
 from pipeline.index import SearchIndex  # noqa: E402
 from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rerank.reranker import Reranker  # noqa: E402
@@ -46,15 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
-    import random
-
     index = SearchIndex.load(args.index)
     encoder = BiEncoder.load(index.manifest.bi_encoder["name"], device="cpu")
     wanted = set(parse_articles(args.articles) or [])
     questions = [q for q in load_training_questions(args.questions, index) if q.article in wanted and q.answerable]
-    if args.sample and args.sample < len(questions):
-        keep = sorted(random.Random(args.seed).sample(range(len(questions)), args.sample))
-        questions = [questions[i] for i in keep]
+    questions = seeded_sample(questions, args.sample or None, args.seed)
     models = {path: Reranker.load(path, device="cpu", cache_size=0, progress=False) for path in args.reranker}
     started = time.time()
     golds, ranked = rankings(index, encoder, questions, {p: m.score for p, m in models.items()},

@@ -33,6 +33,9 @@ from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.rerank.blend import blended_scores  # noqa: E402
 from pipeline.retrieve.retriever import LIST_DEPTH  # noqa: E402
 
+#: The shipped blend weight, replayed for every combination (read once, not per question).
+RERANK_WEIGHT = SearchSettings().rerank_weight
+
 
 def collect(args: argparse.Namespace) -> None:
     from tqdm.auto import tqdm
@@ -91,7 +94,7 @@ def replay_one(record: dict, depth: int, keep: int, agreed: int, top_k: int = 10
         entry = best.setdefault(c["sid"], [-1.0, -1e9])
         entry[0], entry[1] = max(entry[0], p), max(entry[1], c["scores"]["fused"])
     sources = list(best)
-    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], SearchSettings().rerank_weight)
+    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], RERANK_WEIGHT)
     order = [sources[i] for i in sorted(range(len(sources)), key=lambda i: (-final[i], i))]
     rank = order[:10].index(record["gold"]) + 1 if record["gold"] in order[:10] else 0
     return (1.0 / rank if rank else 0.0), n

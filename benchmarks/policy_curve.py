@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     table = []
     fused = per_question(np.array([r.features["fused"] for r in rows]))
     prob = per_question(np.array([1 / (1 + math.exp(-r.features["rerank_logit"])) for r in rows]))
+    weight = SearchSettings().rerank_weight
     for depth in depths:
-        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], SearchSettings().rerank_weight) for q in prob}
+        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], weight) for q in prob}
         table.append({"order": "hybrid (fused)", "depth": depth, **figures(questions, fused, depth)})
         table.append({"order": "blend (shipped rerank_weight)", "depth": depth, **figures(questions, blend, depth)})
     for name, names in SETS.items():

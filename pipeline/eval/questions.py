@@ -22,12 +22,13 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from pipeline.corpus import squad_paragraph_id
 from pipeline.errors import ConfigError, CorpusError
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+))?\s*$")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,20 @@ def load_questions(path: str | Path, articles: str | Sequence[int] | None = None
     return questions
 
 
+def seeded_sample(items: Sequence[T], n: int | None, seed: int) -> list[T]:
+    """``n`` of ``items`` drawn with ``seed``, in their original order (all of them when ``n`` is ``None`` or too big).
+
+    Evaluation samples, training sets and held-out samples are all drawn this way, so the same seed
+    gives the same questions to a training card and to a benchmark that compares models on them.
+    """
+    if n is None or n >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), n))
+    return [items[i] for i in keep]
+
+
 def sample_questions(questions: Sequence[Question], n: int | None, seed: int = 0) -> list[Question]:
     """A fixed random sample of ``n`` questions (all of them when ``n`` is ``None`` or not smaller), in file order."""
-    if n is None or n >= len(questions):
-        return list(questions)
-    if n < 1:
+    if n is not None and n < 1 and n < len(questions):
         raise ConfigError(f"--sample must be a positive whole number, got {n}.")
-    keep = sorted(random.Random(seed).sample(range(len(questions)), n))
-    return [questions[i] for i in keep]
+    return seeded_sample(questions, n, seed)

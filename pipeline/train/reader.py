@@ -32,13 +32,14 @@ from typing import Callable, Sequence
 
 from pipeline.config import DEFAULT_BI_ENCODER
 from pipeline.errors import ConfigError, CorpusError
+from pipeline.eval.questions import seeded_sample
 from pipeline.models.device import pick_device
 from pipeline.models.resolve import resolve_model
 from pipeline.train import estimate
 from pipeline.train.card import CARD_FILE, read_card, write_card
 from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import install_model, prepare_output, training_arguments
-from pipeline.train.splits import group_folds, seeded_sample, split_questions
+from pipeline.train.splits import group_folds, split_questions
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 from pipeline.config import DEFAULT_BI_ENCODER, SearchSettings
 from pipeline.eval.evaluation import retrieval_metrics
+from pipeline.eval.questions import seeded_sample
 from pipeline.index import SearchIndex
 from pipeline.models.device import pick_device
 from pipeline.models.encoder import BiEncoder
@@ -41,7 +42,7 @@ from pipeline.train.data import (
 )
 from pipeline.train.deps import require_training_libraries
 from pipeline.train.output import install_model, prepare_output, training_arguments
-from pipeline.train.splits import Split, seeded_sample, split_questions
+from pipeline.train.splits import Split, split_questions
 
 logger = logging.getLogger(__name__)
 

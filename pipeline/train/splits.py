@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, TypeVar
 
@@ -33,19 +32,6 @@ class Splittable(Protocol):
 
 
 Q = TypeVar("Q", bound=Splittable)
-T = TypeVar("T")
-
-
-def seeded_sample(items: Sequence[T], n: int | None, seed: int) -> list[T]:
-    """``n`` of ``items`` drawn with ``seed``, in their original order (all of them when ``n`` is ``None`` or too big).
-
-    Training sets and held-out samples are drawn this way, so the same seed gives the same questions
-    to a training card and to a benchmark that compares models on them.
-    """
-    if n is None or n >= len(items):
-        return list(items)
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
 
 
 def _ranges(numbers: Sequence[int]) -> str:
