@@ -38,7 +38,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.squad_metrics import squad_v2_scores  # noqa: E402
+from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import (  # noqa: E402
     DEFAULT_POLICY,
     FEATURES,
@@ -50,22 +52,50 @@ from pipeline.read.answers import (  # noqa: E402
 from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.results import Hit  # noqa: E402
 
+SHIPPED = SearchSettings()
 KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
 GRID_N = (1, 2, 3, 4, 5)
 GRID_WEIGHT = (0.0, 0.5, 1.0, 2.0, 4.0)
 GRID_TEMPERATURE = (0.5, 1.0, 2.0, 4.0)
 
 
-def load(path: str) -> list[dict]:
+def load(path: str, read_paragraphs: int = SHIPPED.read_paragraphs, read_weight: float = SHIPPED.read_weight) -> list[dict]:
+    """A collection's questions, each with its hits in the order the pipeline decides the answer on (see :func:`move`)."""
     records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     for r in records:
-        r["hit_objs"] = [
-            Hit(id=h["id"], title="", text=h.get("text", ""), source_id=h["source_id"], answerable=None,
-                probability=h["probability"], scores=h.get("scores", {}), ranks=h["ranks"])
-            for h in r["hits"]
-        ]
-        r["reading_objs"] = [Reading([Span(**s) for s in x["spans"]], x["null"]) for x in r["readings"]]
+        parse(r)
+        move(r, read_paragraphs, read_weight)
     return records
+
+
+def parse(record: dict) -> dict:
+    """Add the pipeline's objects to one collected question: ``hit_objs`` (Hit) and ``reading_objs`` (Reading)."""
+    record["hit_objs"] = [
+        Hit(id=h["id"], title="", text=h.get("text", ""), source_id=h["source_id"], answerable=None,
+            probability=h["probability"], scores=h.get("scores", {}), ranks=h["ranks"])
+        for h in record["hits"]
+    ]
+    record["reading_objs"] = [Reading([Span(**s) for s in x["spans"]], x["null"]) for x in record["readings"]]
+    return record
+
+
+def move(record: dict, read_paragraphs: int, read_weight: float) -> None:
+    """Replay the reader's move in place, as ``QAPipeline`` does it: the first ``read_paragraphs`` hits were read.
+
+    Their best span scores move them (:func:`pipeline.rank.reading.read_order`), and
+    the read hits come first in their new order (:func:`pipeline.rank.reading.read_first`):
+    ``hits``, ``hit_objs``, ``readings`` and ``reading_objs`` all follow.
+    """
+    hits, readings = record["hit_objs"], record["reading_objs"]
+    if len(readings) < min(read_paragraphs, len(hits)):
+        raise ValueError(f"the collection read {len(readings)} paragraphs of a question; the replay needs {read_paragraphs}")
+    read = min(read_paragraphs, len(readings))
+    spans = [max((s.score for s in readings[i].spans), default=None) if i < read else None for i in range(len(hits))]
+    order = read_first(read_order([h.scores["final"] for h in hits], spans, read_weight), lambda i: i < read)
+    for key in ("hits", "hit_objs"):
+        record[key] = [record[key][i] for i in order]
+    for key in ("readings", "reading_objs"):
+        record[key] = [record[key][i] for i in order[:read]]
 
 
 def choose(record: dict, policy: AnswerPolicy):
@@ -91,7 +121,8 @@ def previous_rule(record: dict, threshold: float = 0.5) -> str | None:
     return best
 
 
-def tune_selection(records: list[dict], paragraphs: int | None = None) -> tuple[AnswerPolicy, list[dict]]:
+def tune_selection(records: list[dict], paragraphs: int | None = None,
+                   grid_n: tuple[int, ...] = GRID_N) -> tuple[AnswerPolicy, list[dict]]:
     """The answer selection of the grid, by the one-standard-error rule on the answerable tune questions.
 
     Reading a paragraph costs time (0.3 s each at ELECTRA-base size on 2 cores in
@@ -99,13 +130,13 @@ def tune_selection(records: list[dict], paragraphs: int | None = None) -> tuple[
     rule takes the *fewest* paragraphs whose best setting is within one standard
     error of the best setting's F1 (paired per-question differences), not the
     highest F1 on tune alone. ``paragraphs`` fixes how many are read instead (the
-    best weight and temperature for it are taken), for when reading more buys
-    something answer F1 does not show, such as the reader's move in the ranking.
+    best weight and temperature for it are taken). ``grid_n``: the counts tried
+    (at most the hits the pipeline reads, ``read_paragraphs``).
     """
     answerable = [r for r in records if r["answerable"]]
     golds = [r["answers"] for r in answerable]
     rows, per_question = [], {}
-    for n, w, t in itertools.product(GRID_N, GRID_WEIGHT, GRID_TEMPERATURE):
+    for n, w, t in itertools.product(grid_n, GRID_WEIGHT, GRID_TEMPERATURE):
         policy = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
         preds = [(c[0].text if (c := choose(r, policy)) else None) for r in answerable]
         scores = np.array([squad_v2_scores([p], [g])["f1"] for p, g in zip(preds, golds)])
@@ -114,7 +145,7 @@ def tune_selection(records: list[dict], paragraphs: int | None = None) -> tuple[
     key = lambda row: (row["paragraphs"], row["paragraph_weight"], row["temperature"])  # noqa: E731
     best = max(rows, key=lambda row: (round(row["f1"], 6), -row["paragraphs"]))
     chosen = None
-    for n in sorted(GRID_N):
+    for n in sorted(grid_n):
         top = max((row for row in rows if row["paragraphs"] == n), key=lambda row: row["f1"])
         diff = per_question[key(best)] - per_question[key(top)]
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
@@ -122,7 +153,7 @@ def tune_selection(records: list[dict], paragraphs: int | None = None) -> tuple[
         if chosen is None and (n == paragraphs if paragraphs else diff.mean() <= se):
             chosen = top
     if chosen is None:
-        raise ValueError(f"--paragraphs {paragraphs} is not in the grid {GRID_N}")
+        raise ValueError(f"--paragraphs {paragraphs} is not in the grid {grid_n}")
     for row in rows:
         row["chosen"] = row is chosen
     return AnswerPolicy(paragraphs=chosen["paragraphs"], paragraph_weight=chosen["paragraph_weight"],
@@ -141,16 +172,58 @@ def features_of(records: list[dict], policy: AnswerPolicy,
     return np.array(X, dtype=float), preds
 
 
+#: Which way each feature's evidence points by its meaning: +1, more of it says the question is answered; -1, less.
+#: ``--signs meaning`` bounds each coefficient to it (measured worse than free coefficients: docs/answers.md).
+FEATURE_SIGNS = {name: -1 if name in ("missing_terms", "negation_mismatch") else 1 for name in FEATURES}
+
 C = 0.3  # L2 strength of the logistic regression: a few hundred questions, eight correlated features
 
 
-def fit(X: np.ndarray, y: np.ndarray):
+class SignedLogistic:
+    """L2-regularised logistic regression (scikit-learn's objective at the same ``C``) whose coefficients keep signs.
+
+    ``signs[j]`` is +1 (coefficient >= 0), -1 (<= 0) or 0 (free). Fitted by L-BFGS-B
+    with the signs as bounds; the intercept is free. Exposes ``coef_``,
+    ``intercept_`` and ``predict_proba`` like scikit-learn's model.
+    """
+
+    def __init__(self, C: float, signs: tuple[int, ...]):
+        self.C, self.signs = C, signs
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "SignedLogistic":
+        from scipy.optimize import minimize
+        from scipy.special import expit
+
+        t = 2.0 * y - 1.0
+
+        def loss(w):
+            z = X @ w[:-1] + w[-1]
+            margin = t * z
+            value = np.logaddexp(0.0, -margin).sum() * self.C + 0.5 * w[:-1] @ w[:-1]
+            g = -t * expit(-margin) * self.C
+            return value, np.concatenate([X.T @ g + w[:-1], [g.sum()]])
+
+        bounds = [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in self.signs]
+        result = minimize(loss, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds + [(None, None)])
+        self.coef_, self.intercept_ = result.x[None, :-1], result.x[-1:]
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        p = expit(X @ self.coef_[0] + self.intercept_[0])
+        return np.stack([1.0 - p, p], axis=1)
+
+
+def fit(X: np.ndarray, y: np.ndarray, signs: tuple[int, ...] | None = None):
+    """Standardise ``X`` and fit the abstention model; ``signs`` bound each coefficient's sign (None: free)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(X)
-    model = LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(X), y)
-    return scaler, model
+    if signs is None:
+        return scaler, LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(X), y)
+    return scaler, SignedLogistic(C, signs).fit(scaler.transform(X), y)
 
 
 def keep_threshold(scores: np.ndarray, y: np.ndarray) -> float:
@@ -176,7 +249,8 @@ def judged(records, preds, scores, threshold) -> dict:
     }
 
 
-def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = FEATURES) -> dict:
+def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = FEATURES,
+                   signs: tuple[int, ...] | None = None) -> dict:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
@@ -186,7 +260,7 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
     out_of_fold = np.zeros(len(records))
     per_fold = []
     for k, (train, test) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
-        scaler, model = fit(X[train], y[train])
+        scaler, model = fit(X[train], y[train], signs)
         train_scores = model.predict_proba(scaler.transform(X[train]))[:, 1]
         threshold = keep_threshold(train_scores, y[train])
         scores = model.predict_proba(scaler.transform(X[test]))[:, 1]
@@ -210,7 +284,7 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
             "mean_fold_recall": float(np.mean([f["recall"] for f in per_fold]))}
 
 
-def heldout_report(records: list[dict], policy: AnswerPolicy) -> dict:
+def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N) -> dict:
     answerable = [r for r in records if r["answerable"] and r["answers"]]
     golds = [r["answers"] for r in answerable]
     ours = []
@@ -224,7 +298,7 @@ def heldout_report(records: list[dict], policy: AnswerPolicy) -> dict:
     f1_before = squad_v2_scores(before, golds)["f1"]
     # For information only (the selection is chosen on tune): the same grid on these questions.
     grid = {}
-    for n, w, t in itertools.product(GRID_N, GRID_WEIGHT, GRID_TEMPERATURE):
+    for n, w, t in itertools.product(grid_n, GRID_WEIGHT, GRID_TEMPERATURE):
         other = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
         grid[(n, w, t)] = squad_v2_scores([(c[0].text if (c := choose(r, other)) else None) for r in answerable], golds)["f1"]
     best_n, best_w, best_t = max(grid, key=grid.get)
@@ -262,8 +336,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/answers_fit.json"))
     parser.add_argument("--features", default=",".join(FEATURES),
                         help="abstention features, comma-separated (default: all of pipeline.read.answers.FEATURES)")
+    parser.add_argument("--signs", choices=("free", "meaning"), default="free",
+                        help="free: unconstrained coefficients (default); meaning: each bound to the sign of its "
+                             "feature's meaning (FEATURE_SIGNS)")
+    parser.add_argument("--read-paragraphs", type=int, choices=GRID_N, default=SHIPPED.read_paragraphs,
+                        help="hits the pipeline reads and moves (default: the shipped %(default)s)")
+    parser.add_argument("--read-weight", type=float, default=SHIPPED.read_weight,
+                        help="the reader's move (default: the shipped %(default)s)")
     parser.add_argument("--paragraphs", type=int, choices=GRID_N,
-                        help="read this many paragraphs (default: the fewest within one standard error of the best)")
+                        help="decide the answer on this many of the read hits (default: the fewest within one "
+                             "standard error of the best)")
     parser.add_argument("--write-policy", action="store_true", help=f"write the fitted policy to {DEFAULT_POLICY}")
     args = parser.parse_args(argv)
 
@@ -271,8 +353,11 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
         parser.error(f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
-    tune = load(args.tune)
-    selection, grid = tune_selection(tune, args.paragraphs)
+    grid_n = tuple(n for n in GRID_N if n <= args.read_paragraphs)
+    if args.paragraphs and args.paragraphs not in grid_n:
+        parser.error(f"--paragraphs {args.paragraphs} is more than the {args.read_paragraphs} hits read")
+    tune = load(args.tune, args.read_paragraphs, args.read_weight)
+    selection, grid = tune_selection(tune, args.paragraphs, grid_n)
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
           f"{len({r['title'] for r in tune})} articles")
     best = max(grid, key=lambda row: row["f1"])
@@ -282,7 +367,8 @@ def main(argv=None) -> int:
           f"{selection.paragraph_weight}, temperature {selection.temperature}: tune end-to-end F1 {picked['f1']:.2f} "
           f"(best {best['f1']:.2f}, reading {best['paragraphs']}; standard error "
           f"{picked.get('standard_error', 0.0):.2f})")
-    cv = cross_validate(tune, selection, args.folds, names)
+    signs = tuple(FEATURE_SIGNS[n] for n in names) if args.signs == "meaning" else None
+    cv = cross_validate(tune, selection, args.folds, names, signs)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
         print(f"{f['fold']:<6}{f['questions']:>6}{f['auroc']:>8.3f}{f['false_answer_rate']:>8.3f}{f['recall']:>8.3f}"
@@ -296,7 +382,7 @@ def main(argv=None) -> int:
 
     X, _ = features_of(tune, selection, names)
     y = np.array([int(r["answerable"]) for r in tune])
-    scaler, model = fit(X, y)
+    scaler, model = fit(X, y, signs)
     threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
     policy = AnswerPolicy(
         paragraphs=selection.paragraphs,
@@ -310,7 +396,9 @@ def main(argv=None) -> int:
         threshold=round(threshold, 6),
         fitted_for={"reader": args.reader, "reranker": args.reranker,
                     "data": "SQuAD v2.0 dev questions of the tune articles (dev-v2.0-tune.json)",
-                    "questions": len(tune), "keep_answerable": KEEP},
+                    "questions": len(tune), "keep_answerable": KEEP,
+                    "coefficient_signs": args.signs, "read_paragraphs": args.read_paragraphs,
+                    "read_weight": args.read_weight},
         figures={"cv_mean_fold_auroc": round(cv["mean_fold_auroc"], 4),
                  "cv_pooled_auroc": round(p["auroc"], 4),
                  "cv_mean_fold_false_answer_rate": round(cv["mean_fold_false_answer_rate"], 4),
@@ -320,7 +408,7 @@ def main(argv=None) -> int:
               "paragraph_weight": selection.paragraph_weight, "temperature": selection.temperature},
               "abstention_cv": cv, "policy": json.loads(json.dumps(policy.__dict__, default=dict))}
     if args.heldout:
-        held = heldout_report(load(args.heldout), policy)
+        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n)
         report["heldout"] = held
         print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
               f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"

@@ -106,6 +106,7 @@ def write_calibration(args: argparse.Namespace, with_reading, hits: int) -> Fina
     calibration = FinalCalibration(
         reranker=args.reranker, reader=args.reader, rerank_weight=SearchSettings().rerank_weight,
         read_weight=args.read_weight, with_reading=platt(with_reading), without_reading=platt(without_reading),
+        read_paragraphs=args.paragraphs,
         fitted={"collection": Path(args.tune).name, "hits": hits, "paragraphs_read": args.paragraphs,
                 "label": "the hit is the question's gold paragraph",
                 "command": "python benchmarks/calibration_fit.py --write"})
@@ -119,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tune", required=True)
     parser.add_argument("--heldout")
-    parser.add_argument("--read-weight", type=float, default=0.08)
-    parser.add_argument("--paragraphs", type=int, default=2)
+    parser.add_argument("--read-weight", type=float, default=SearchSettings().read_weight,
+                        help="the reader's move (default: the shipped %(default)s)")
+    parser.add_argument("--paragraphs", type=int, default=SearchSettings().read_paragraphs,
+                        help="hits the reader read and moved (default: the shipped read_paragraphs, %(default)s)")
     parser.add_argument("--out")
     parser.add_argument("--write", metavar="FILE", help="write the final+first calibration the pipeline reads")
     parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune",

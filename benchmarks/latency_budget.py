@@ -17,8 +17,8 @@ question so that load changes hit them alike:
 
 Shipped defaults: hybrid, ``candidates``, early stop to ``agreed_candidates`` when
 BM25 and the bi-encoder agree on the best paragraph, ``auto`` backends (reranker:
-int8 screen + fp32 re-score of the top 3 on a CPU; reader: ONNX Runtime int8), the
-answer policy's paragraphs read. p50 is the budget's figure; p90 and the share of
+int8 screen + fp32 re-score of the first paragraph of the final order on a CPU;
+reader: ONNX Runtime int8), the first ``read_paragraphs`` hits read. p50 is the budget's figure; p90 and the share of
 questions that stopped early are printed beside it, since the early stop makes
 the distribution two-humped. The
 baseline of the ratio is hybrid retrieval alone on the same pipeline. Warm-up

@@ -1,15 +1,20 @@
-"""How far the reader's span score should move the paragraphs it read: chosen on tune, reported held out.
+"""How many paragraphs the reader reads and how far their span scores move them: chosen on tune, reported held out.
 
 Replays answers collections (benchmarks/answers_collect.py: each question's hits in
-the shipped blended order, with the reader's spans of the first hits) through
-:func:`pipeline.rank.reading.read_adjusted`, the function the pipeline uses: the
-first ``--paragraphs`` hits (the answer policy's, 2 as shipped) get ``final +
-weight * best span score`` and every hit is sorted again. For each weight of the
-grid it prints MRR@10 and Recall@1 of the gold paragraph on the **tune** collection
-with the paired difference against weight 0; the weight with the best tune MRR@10
-(the smaller on a tie) is chosen, and only that weight and 0 are then measured on
-the **held-out** collection. Answerable questions whose gold paragraph is known
-count; a gold paragraph outside the top 10 counts 0.
+the shipped blended order, with the reader's spans of the first five hits) through
+:func:`pipeline.rank.reading.read_order`, the function the pipeline uses: the
+first N hits (``read_paragraphs``) get ``final + weight * best span score`` and
+every hit is sorted again. For each N of the grid and each weight it prints
+MRR@10 and Recall@1 of the gold paragraph on the **tune** collection, with the
+paired difference against not moving (weight 0).
+
+The choice: for each N its best weight (the smaller on a tie); then the *fewest*
+paragraphs whose best is within one standard error (paired, per question) of
+the best of all, since every paragraph read costs reading time (about 64 ms at
+ELECTRA-base size with the int8 reader, benchmarks/latency_budget.py). Only the
+chosen setting and weight 0 are then measured on the **held-out** collection.
+Answerable questions whose gold paragraph is known count; a gold paragraph
+outside the top 10 counts 0.
 
     python benchmarks/read_weight.py --tune results/answers-v2-tune.jsonl \\
         --heldout results/answers-v1-heldout.jsonl --out benchmarks/results/read_weight.json
@@ -27,7 +32,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.rank.reading import read_order  # noqa: E402
-from pipeline.read.answers import AnswerPolicy  # noqa: E402
 
 
 def load(path: str) -> list[dict]:
@@ -41,6 +45,8 @@ def reciprocal_ranks(records: list[dict], weight: float, paragraphs: int) -> np.
     out = []
     for r in records:
         hits, readings = r["hits"], r["readings"]
+        if len(readings) < min(paragraphs, len(hits)):
+            raise ValueError(f"the collection read {len(readings)} paragraphs of question {r['id']}, not {paragraphs}")
         spans = [
             max((s["score"] for s in readings[i]["spans"]), default=None) if i < min(paragraphs, len(readings)) else None
             for i in range(len(hits))
@@ -51,42 +57,65 @@ def reciprocal_ranks(records: list[dict], weight: float, paragraphs: int) -> np.
     return np.array(out)
 
 
-def row(rr: np.ndarray, base: np.ndarray, weight: float) -> dict:
+def row(rr: np.ndarray, base: np.ndarray, weight: float, paragraphs: int) -> dict:
     diff = rr - base
-    return {"weight": weight, "mrr@10": float(rr.mean()), "recall@1": float((rr == 1.0).mean()),
+    return {"paragraphs": paragraphs, "weight": weight, "mrr@10": float(rr.mean()), "recall@1": float((rr == 1.0).mean()),
             "diff": float(diff.mean()), "paired_se": float(diff.std() / np.sqrt(len(diff)))}
 
 
 def print_row(name: str, r: dict) -> None:
-    print(f"| {name} | {r['weight']:.2f} | {100 * r['mrr@10']:.2f} | {100 * r['recall@1']:.2f} | "
+    print(f"| {name} | {r['paragraphs']} | {r['weight']:.2f} | {100 * r['mrr@10']:.2f} | {100 * r['recall@1']:.2f} | "
           f"{100 * r['diff']:+.2f} ({100 * r['paired_se']:.2f}) |")
+
+
+def choose(rows: list[dict], per_question: dict[tuple[int, float], np.ndarray]) -> dict:
+    """Each N's best weight; then the fewest N within one paired standard error of the best of all."""
+    best_of = {}
+    for r in rows:
+        n = r["paragraphs"]
+        if n not in best_of or (round(r["mrr@10"], 12), -r["weight"]) > (round(best_of[n]["mrr@10"], 12), -best_of[n]["weight"]):
+            best_of[n] = r
+    best = max(best_of.values(), key=lambda r: (round(r["mrr@10"], 12), -r["paragraphs"]))
+    for n in sorted(best_of):
+        r = best_of[n]
+        diff = per_question[(best["paragraphs"], best["weight"])] - per_question[(n, r["weight"])]
+        r["behind_best"], r["standard_error"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        if r["behind_best"] <= r["standard_error"]:
+            return r
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tune", required=True, help="answers collection of tune questions (chooses the weight)")
-    parser.add_argument("--heldout", help="answers collection of held-out questions (reports the chosen weight)")
-    parser.add_argument("--paragraphs", type=int, default=AnswerPolicy.load().paragraphs,
-                        help="hits read per question (default: the shipped answer policy's)")
+    parser.add_argument("--tune", required=True, help="answers collection of tune questions (chooses the setting)")
+    parser.add_argument("--heldout", help="answers collection of held-out questions (reports the chosen setting)")
+    parser.add_argument("--paragraphs", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="read_paragraphs to try")
     parser.add_argument("--grid", type=float, nargs="+", default=[round(0.01 * i, 2) for i in range(21)])
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
     tune = load(args.tune)
-    base = reciprocal_ranks(tune, 0.0, args.paragraphs)
-    rows = [row(reciprocal_ranks(tune, w, args.paragraphs), base, w) for w in sorted(set(args.grid) | {0.0})]
-    chosen = max(rows, key=lambda r: (round(r["mrr@10"], 12), -r["weight"]))
-    print(f"Tune: {len(tune)} answerable questions, {args.paragraphs} paragraphs read; chosen weight {chosen['weight']:.2f}\n")
-    print("| collection | weight | MRR@10 | Recall@1 | vs weight 0 (paired SE) |")
-    print("|---|---:|---:|---:|---:|")
+    base = reciprocal_ranks(tune, 0.0, 1)
+    rows, per_question = [], {}
+    for n in args.paragraphs:
+        for w in sorted(set(args.grid) | {0.0}):
+            rr = reciprocal_ranks(tune, w, n)
+            per_question[(n, w)] = rr
+            rows.append(row(rr, base, w, n))
+    chosen = choose(rows, per_question)
+    print(f"Tune: {len(tune)} answerable questions; chosen: read {chosen['paragraphs']}, weight {chosen['weight']:.2f} "
+          f"({100 * chosen['behind_best']:.2f} behind the best, standard error {100 * chosen['standard_error']:.2f})\n")
+    print("| collection | paragraphs read | weight | MRR@10 | Recall@1 | vs not moving (paired SE) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print_row("tune" + (" (chosen)" if r is chosen else ""), r)
     out = {"tune": {"collection": Path(args.tune).name, "questions": len(tune), "rows": rows},
-           "paragraphs": args.paragraphs, "chosen": chosen["weight"]}
+           "chosen": {"paragraphs": chosen["paragraphs"], "weight": chosen["weight"]}}
     if args.heldout:
         held = load(args.heldout)
-        base = reciprocal_ranks(held, 0.0, args.paragraphs)
-        held_rows = [row(base, base, 0.0), row(reciprocal_ranks(held, chosen["weight"], args.paragraphs), base, chosen["weight"])]
+        base = reciprocal_ranks(held, 0.0, 1)
+        moved = reciprocal_ranks(held, chosen["weight"], chosen["paragraphs"])
+        held_rows = [row(base, base, 0.0, 1), row(moved, base, chosen["weight"], chosen["paragraphs"])]
         for r in held_rows:
             print_row(f"held-out ({len(held)} q)", r)
         out["heldout"] = {"collection": Path(args.heldout).name, "questions": len(held), "rows": held_rows}

@@ -288,10 +288,15 @@ class SearchSettings:
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
             alone. Chosen on tune articles (docs/ranking.md).
         read_weight: with the blend, the paragraphs the reader reads (the
-            answer policy's ``paragraphs``) move by ``read_weight * best span
+            first ``read_paragraphs``) move by ``read_weight * best span
             score`` added to their blended score (see
             :mod:`pipeline.rank.reading`); 0 = the reader does not change the
             order. Chosen on tune articles (docs/ranking.md).
+        read_paragraphs: how many of the first hits the reader reads (at least
+            the answer policy's ``paragraphs``): their span scores move them
+            (``read_weight``), and the answer is decided on the order after
+            the move. Chosen with ``read_weight`` on tune articles
+            (docs/ranking.md).
         top_k: how many hits a search returns.
         threshold: ``Hit.probability`` (the reranker's, or a fitted ranking
             policy's) at which a paragraph counts as answering the question.
@@ -309,7 +314,8 @@ class SearchSettings:
     candidates: int = 15
     agreed_candidates: int = 10
     rerank_weight: float = 0.5
-    read_weight: float = 0.04
+    read_weight: float = 0.06
+    read_paragraphs: int = 5
     top_k: int = 10
     threshold: float = 0.5
     max_query_chars: int = 2000
@@ -322,7 +328,7 @@ class SearchSettings:
         object.__setattr__(self, "fusion", FusionMethod.parse(self.fusion))
         for name in ("threshold", "dense_weight", "rerank_weight"):
             _check_unit(name, getattr(self, name))
-        for name in ("candidates", "top_k", "rrf_k", "max_query_chars"):
+        for name in ("candidates", "top_k", "rrf_k", "max_query_chars", "read_paragraphs"):
             _check_positive_int(name, getattr(self, name))
         _check_positive_int("agreed_candidates", self.agreed_candidates, minimum=0)
         weight = self.read_weight

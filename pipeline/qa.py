@@ -10,10 +10,13 @@ Example::
     >>> result.answer.text, result.answer.id                                                               # doctest: +SKIP
     ('Denver Broncos', 'Super_Bowl_50#0')
 
-Reading: the reader reads the top ``paragraphs`` hits of the final order
-(the answer policy's: the shipped one reads 1; whether or not they pass the threshold).
-Each read hit gets ``answer``; identical answers add up their evidence across
-paragraphs and the search's ``answer`` is the one with most, unless the answer
+Reading: the reader reads the first ``read_paragraphs`` hits of the blended
+order (5 as shipped; whether or not they pass the threshold). Each read hit
+gets ``answer`` (its best span), and its span score moves it (``read_weight``,
+:mod:`pipeline.rank.reading`). The answer is decided on the order after the
+move, from its first read hits (the answer policy's ``paragraphs``: 1 as
+shipped): identical answers add up their evidence across them and the
+search's ``answer`` is the one with most, unless the answer
 policy abstains (then ``answer`` is ``None``, ``no_answer_reason`` says why,
 ``candidate`` keeps the best candidate and no hit is ``answerable``); see
 :mod:`pipeline.read.answers`.
@@ -45,9 +48,15 @@ from pipeline.rank.calibration import (
     find_calibration,
 )
 from pipeline.rank.policy import Policy, find_policy
-from pipeline.rank.reading import reorder_by_reading
-from pipeline.read.answers import AnswerPolicy, Decision, LexicalEvidence, decide
-from pipeline.read.reader import Reader
+from pipeline.rank.reading import read_first, reorder_by_reading
+from pipeline.read.answers import (
+    AnswerPolicy,
+    Decision,
+    LexicalEvidence,
+    aggregate,
+    decide,
+)
+from pipeline.read.reader import Reader, Reading
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
 from pipeline.rerank.cascade import Cascade, ExactFirst
@@ -252,11 +261,13 @@ class QAPipeline:
         decisions: list[Decision | None] = [None] * len(texts)
         # the reader's span scores move the hits it read, in the blend's order only (a fitted policy orders alone)
         read_weight = cfg.read_weight if use_reranker and policy is None else 0.0
-        read_ms = self._read(texts, hits, decisions, cfg.abstain, read_weight) if reading else None
+        read_ms, readings = self._read(texts, hits, read_weight, cfg.read_paragraphs) if reading else (None, [])
         if exact is not None and read_ms is not None and read_weight > 0:
-            for question, shown, done, decision in zip(texts, hits, exact_ids, decisions):
+            for question, shown, done in zip(texts, hits, exact_ids):
                 # the reader's move can bring up a screened hit
-                self._rescore_first_read(question, shown, cfg, exact, done, abstained=_abstained(decision))
+                self._rescore_first_read(question, shown, cfg, exact, done)
+        if read_ms is not None:  # the answer, on the final order
+            self._decide(texts, hits, readings, decisions, cfg.abstain)
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
         for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
@@ -329,7 +340,7 @@ class QAPipeline:
                 done.add(ids[j])
 
     def _rescore_first_read(self, question: str, shown: list[Hit], cfg: SearchSettings, exact: ExactFirst,
-                            done: set[str], *, abstained: bool) -> None:
+                            done: set[str]) -> None:
         """After the reader's move: re-score in fp32 a hit it brought to the first places, until they all have.
 
         The blend is linear in the probability, so the final score moves by
@@ -344,44 +355,56 @@ class QAPipeline:
                 change = float(value) - hit.scores["rerank"]
                 hit.scores["rerank"] = hit.probability = float(value)
                 hit.scores["final"] = round(hit.scores["final"] + cfg.rerank_weight * change, 6)
-                hit.answerable = not abstained and hit.probability >= cfg.threshold  # _calibrate may set both again
+                hit.answerable = hit.probability >= cfg.threshold  # _decide and _calibrate may set both again
                 done.add(hit.id)
             shown.sort(key=lambda h: -h.scores["final"])
             for place, hit in enumerate(shown, start=1):
                 hit.ranks["final"] = place
 
-    def _read(self, questions: list[str], hits: list[list[Hit]], decisions: list[Decision | None], abstain: bool,
-              read_weight: float = 0.0) -> float | None:
-        """Read each question's top hits, give them their ``answer`` and fill ``decisions`` (one per question).
+    def _read(self, questions: list[str], hits: list[list[Hit]], read_weight: float = 0.0,
+              paragraphs: int = 1) -> tuple[float | None, list[dict[int, Reading]]]:
+        """Read each question's first hits, give each its own best span as ``answer``, and move them.
 
-        The answer is decided on the order the hits were read in; then, with
-        ``read_weight`` > 0, the read hits' span scores move them in ``hits``
-        (:mod:`pipeline.rank.reading`). All questions' pairs go to the reader in
-        one batch. Returns milliseconds per question, or ``None`` when nothing
-        was read (no hits).
+        The reader reads the first ``paragraphs`` hits (at least the answer
+        policy's ``paragraphs``); with ``read_weight`` > 0 their span scores move
+        them in ``hits`` (:mod:`pipeline.rank.reading`). All questions' pairs go
+        to the reader in one batch. Returns milliseconds per question (``None``
+        when nothing was read: no hits) and, per question, each read hit's
+        reading keyed by ``id(hit)``.
         """
         policy = self.answer_policy
-        chosen = [shown[: policy.paragraphs] for shown in hits]
+        chosen = [shown[: max(paragraphs, policy.paragraphs)] for shown in hits]
         pairs = [(q, h.text) for q, read in zip(questions, chosen) for h in read]
         if not pairs:
-            return None
+            return None, []
         start = time.perf_counter()
         readings = self.reader.spans(pairs)
-        offset = 0
-        for i, (question, shown, read) in enumerate(zip(questions, hits, chosen)):
-            decision = decide(shown, readings[offset : offset + len(read)], policy, abstain=abstain, question=question,
-                              lexical=self.lexical)
+        offset, read_of = 0, []
+        for shown, read in zip(hits, chosen):
+            own = readings[offset : offset + len(read)]
             offset += len(read)
-            for hit, answer in zip(read, decision.hit_answers):
+            for hit, reading in zip(read, own):  # each read hit's own best span (moves it; shown on it)
+                hit.answer = aggregate([hit], [reading], policy)[1][0]
+            if read_weight > 0:
+                reorder_by_reading(shown, read_weight)
+            read_of.append({id(hit): reading for hit, reading in zip(read, own)})
+        return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1), read_of
+
+    def _decide(self, questions: list[str], hits: list[list[Hit]], read_of: list[dict[int, Reading]],
+                decisions: list[Decision | None], abstain: bool) -> None:
+        """Each question's answer (or abstention), decided on the read hits in their final order; fills ``decisions``."""
+        policy = self.answer_policy
+        for i, (question, shown, reading_of) in enumerate(zip(questions, hits, read_of)):
+            ordered = read_first(shown, lambda hit: id(hit) in reading_of)
+            decided = [reading_of[id(hit)] for hit in ordered[: policy.paragraphs] if id(hit) in reading_of]
+            decision = decide(ordered, decided, policy, abstain=abstain, question=question, lexical=self.lexical)
+            for hit, answer in zip(ordered, decision.hit_answers):
                 hit.answer = answer
             if decision.answer is None and decision.candidate is not None:
                 for hit in shown:  # abstained: no paragraph here answers this
                     if hit.answerable is not None:
                         hit.answerable = False
             decisions[i] = decision
-            if read_weight > 0:
-                reorder_by_reading(shown, read_weight)
-        return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1)
 
     def _paragraphs(self, cands: list[Candidate], probs: list[float] | None) -> list[tuple[int, dict, dict]]:
         """One entry per source paragraph, in retrieval order: (its best window, best score and rank per stage).
@@ -483,7 +506,8 @@ class QAPipeline:
             return describe(None)
         if isinstance(calibration, FinalCalibration):
             why = calibration.mismatch(rerank_weight=cfg.rerank_weight, read_weight=cfg.read_weight if moved else 0.0,
-                                       reader=self.reader.name if moved and self.reader else None)
+                                       reader=self.reader.name if moved and self.reader else None,
+                                       read_paragraphs=max(cfg.read_paragraphs, self.answer_policy.paragraphs))
             if why is not None:
                 return f"none (the reranker's probability: the calibration was {why})"
             probabilities = calibration.probabilities([h.scores["final"] for h in shown], read=moved)

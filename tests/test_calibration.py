@@ -62,6 +62,15 @@ def test_a_final_score_calibration_says_which_searches_it_holds_for():
     assert named.mismatch(rerank_weight=0.5, read_weight=0.08, reader="elsewhere/the-reader") is None
     assert "fitted with the reader the-reader, this search reads with other" in named.mismatch(
         rerank_weight=0.5, read_weight=0.08, reader="/m/other")
+    three = FinalCalibration(**{**FINAL.__dict__, "read_paragraphs": 3})
+    assert three.mismatch(rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=3) is None
+    assert three.mismatch(rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=5) == (
+        "fitted with 3 paragraphs read, this search reads 5")
+    assert three.mismatch(rerank_weight=0.5, read_weight=0.0, reader=None, read_paragraphs=5) is None  # not read
+    assert FinalCalibration.from_dict(three.to_dict()).read_paragraphs == 3
+    # a file of before read_paragraphs: the count it recorded among its fitting facts
+    recorded = {**{k: v for k, v in FINAL.to_dict().items() if k != "read_paragraphs"}, "fitted": {"paragraphs_read": 2}}
+    assert FinalCalibration.from_dict(recorded).read_paragraphs == 2
     # a file fitted before the blend took fused scores relative to the best one (no "blend" in it) does not hold
     before = FinalCalibration.from_dict({k: v for k, v in FINAL.to_dict().items() if k != "blend"})
     assert before.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None).startswith(

@@ -1,4 +1,4 @@
-"""The reader's span scores move the paragraphs it read (pipeline/rank/reading.py), after the answer is decided."""
+"""The reader's span scores move the paragraphs it read (pipeline/rank/reading.py); the answer comes from the new order."""
 
 import dataclasses
 
@@ -7,7 +7,12 @@ import pytest
 from pipeline import QAPipeline
 from pipeline.config import SearchSettings
 from pipeline.errors import ConfigError
-from pipeline.rank.reading import read_adjusted, read_order, reorder_by_reading
+from pipeline.rank.reading import (
+    read_adjusted,
+    read_first,
+    read_order,
+    reorder_by_reading,
+)
 from pipeline.rerank.blend import blended_scores
 from pipeline.results import Answer, Hit
 
@@ -40,10 +45,17 @@ def test_a_weak_span_moves_a_read_paragraph_down_and_unread_ones_keep_their_scor
     assert finals == sorted(finals, reverse=True)  # a client reproduces the order from scores["final"]
 
 
-def test_read_weight_is_checked():
-    assert SearchSettings().read_weight == 0.04
+def test_the_answer_is_decided_on_the_read_hits_first_in_their_new_order():
+    assert read_first(["b", "c", "a"], lambda h: h in {"a", "b"}) == ["b", "a", "c"]
+    assert read_first([2, 0, 1], lambda i: i < 3) == [2, 0, 1]  # all read: the order itself
+
+
+def test_read_weight_and_read_paragraphs_are_checked():
+    assert (SearchSettings().read_weight, SearchSettings().read_paragraphs) == (0.06, 5)
     with pytest.raises(ConfigError, match="read_weight must be a number from 0 to 10"):
         SearchSettings(read_weight=-0.1)
+    with pytest.raises(ConfigError, match="read_paragraphs"):
+        SearchSettings(read_paragraphs=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +64,59 @@ def reading_qa(tiny_index, tiny_cross_encoder, tiny_reader):
                            rerank_backend="torch", reader_backend="torch")
 
 
-def test_the_pipeline_moves_read_hits_by_their_span_score_and_keeps_the_answer(reading_qa):
+def test_the_pipeline_moves_read_hits_by_their_span_score_and_answers_from_the_new_order(reading_qa):
     question = "What is the capital of Germany?"
-    still = reading_qa.search(question, top_k=6, candidates=6, read_weight=0.0)
-    moved = reading_qa.search(question, top_k=6, candidates=6, read_weight=10.0)
+    still = reading_qa.search(question, top_k=6, candidates=6, read_weight=0.0, read_paragraphs=3)
+    moved = reading_qa.search(question, top_k=6, candidates=6, read_weight=10.0, read_paragraphs=3)
     assert still.settings["read_weight"] == 0.0 and moved.settings["read_weight"] == 10.0
     # weight 0: the blend's order, no reader score in it
     blend = blended_scores([h.probability for h in still.hits], [h.scores["fused"] for h in still.hits], 0.5)
     assert [h.scores["final"] for h in still.hits] == pytest.approx(blend, abs=1e-6)
     assert all("read" not in h.scores for h in still.hits)
-    # the read hits (the answer policy's paragraphs) carry their span score and final = blend + weight * span
-    read = reading_qa.answer_policy.paragraphs
+    # the read hits (the first read_paragraphs) carry their span score and final = blend + weight * span
     blended = {h.id: h.scores["final"] for h in still.hits}
     movers = [h for h in moved.hits if "read" in h.scores]
-    assert {h.id for h in movers} == {h.id for h in still.hits[:read] if h.answer is not None}
+    assert {h.id for h in movers} == {h.id for h in still.hits[:3] if h.answer is not None}
+    assert len(movers) > 1  # more than the answer policy's one paragraph was read
     for hit in movers:
         assert hit.scores["read"] == pytest.approx(hit.answer.span_score, abs=1e-4)
         assert hit.scores["final"] == pytest.approx(blended[hit.id] + 10.0 * hit.answer.span_score, abs=1e-3)
     finals = [h.scores["final"] for h in moved.hits]
     assert finals == sorted(finals, reverse=True) and [h.ranks["final"] for h in moved.hits] == list(range(1, 7))
     assert sorted(h.id for h in moved.hits) == sorted(h.id for h in still.hits)
-    # the answer was decided before the move: the same either way
-    assert (moved.answer or moved.candidate).text == (still.answer or still.candidate).text
+    # the answer is decided after the move, on the first read hits of the new order (the policy reads 1 of them)
+    assert reading_qa.answer_policy.paragraphs == 1
+    for result in (still, moved):
+        chosen = result.answer or result.candidate
+        first_read = next(h for h in result.hits if h.answer is not None)
+        assert chosen.id == first_read.id and [s.id for s in chosen.support] == [first_read.id]
+
+
+def test_the_fitting_replay_orders_and_answers_as_the_pipeline_does(reading_qa):
+    """benchmarks/answers_fit.py fits the answer policy on collections replayed through the move: the replay is the pipeline."""
+    import importlib.util
+    from dataclasses import asdict
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "answers_fit", Path(__file__).resolve().parents[1] / "benchmarks" / "answers_fit.py")
+    answers_fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(answers_fit)
+    settings = {"top_k": 6, "candidates": 6}
+    for question in ("What is the capital of Germany?", "Which river flows through Paris?", "Where is the Colosseum?"):
+        blended = reading_qa.search(question, read=False, **settings)  # what benchmarks/answers_collect.py stores
+        readings = reading_qa.reader.spans([(question, h.text) for h in blended.hits[:5]])
+        record = answers_fit.parse({
+            "hits": [{"id": h.id, "source_id": h.source_id, "probability": h.probability, "scores": h.scores,
+                      "ranks": h.ranks, "text": h.text} for h in blended.hits],
+            "readings": [asdict(r) for r in readings],
+        })
+        answers_fit.move(record, 3, 10.0)
+        shipped = reading_qa.search(question, read_paragraphs=3, read_weight=10.0, **settings)
+        read = {h.id for h in blended.hits[:3]}
+        assert [h.id for h in record["hit_objs"]] == [h.id for h in read_first(shipped.hits, lambda h: h.id in read)]
+        (chosen, *_) = answers_fit.choose(record, reading_qa.answer_policy)
+        assert chosen.text == (shipped.answer or shipped.candidate).text
 
 
 def test_a_fitted_policy_is_not_moved_by_the_reader(reading_qa):

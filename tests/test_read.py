@@ -193,7 +193,7 @@ def reading_pipeline(tiny_index, tiny_cross_encoder, capital_reader):
 
     # hybrid: bm25s returns only passages that share a term with the question, too few for these tests.
     qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="hybrid")
-    qa.answer_policy = AnswerPolicy(paragraphs=3)  # read the top 3; no abstention model (the shipped one is fitted)
+    qa.answer_policy = AnswerPolicy(paragraphs=3)  # decide on the top 3; no abstention model (the shipped one is fitted)
     return qa
 
 
@@ -201,7 +201,7 @@ QUESTION = "What is the capital of France?"
 
 
 def test_pipeline_reads_the_top_hits_and_picks_the_best_answer(reading_pipeline):
-    result = reading_pipeline.search(QUESTION, threshold=0.0, top_k=4)
+    result = reading_pipeline.search(QUESTION, threshold=0.0, top_k=4, read_paragraphs=3)
     assert all(h.answerable for h in result.hits)
     assert [h.answer is not None for h in result.hits] == [True, True, True, False]
     for hit in result.hits[:3]:
@@ -216,7 +216,7 @@ def test_pipeline_reads_the_top_hits_and_picks_the_best_answer(reading_pipeline)
 
 
 def test_pipeline_reads_the_top_hits_whether_or_not_they_pass_the_threshold(reading_pipeline):
-    nothing_flagged = reading_pipeline.search(QUESTION, threshold=1.0)
+    nothing_flagged = reading_pipeline.search(QUESTION, threshold=1.0, read_paragraphs=3)
     assert not nothing_flagged.answerable_hits
     assert [h.answer is not None for h in nothing_flagged.hits[:4]] == [True, True, True, False]
     assert nothing_flagged.answer.text == "capital and largest city of France"
@@ -224,8 +224,13 @@ def test_pipeline_reads_the_top_hits_whether_or_not_they_pass_the_threshold(read
 
 
 def test_pipeline_without_reranker_reads_the_top_hits(reading_pipeline):
-    result = reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid")
+    result = reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid", read_paragraphs=3)
     assert [h.answer is not None for h in result.hits] == [True, True, True, False, False]
+    # read_paragraphs reads more than the policy decides on; never fewer
+    assert [h.answer is not None for h in reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid",
+                                                                  read_paragraphs=4).hits] == [True] * 4 + [False]
+    assert [h.answer is not None for h in reading_pipeline.search(QUESTION, rerank=False, top_k=5, mode="hybrid",
+                                                                  read_paragraphs=1).hits] == [True] * 3 + [False] * 2
     assert result.answer.id == "paris"
 
 

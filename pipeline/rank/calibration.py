@@ -17,7 +17,7 @@ both plain JSON (no code), both Platt scaling fitted by logistic regression:
   one score. Two sets of weights are stored, fitted on the same tune questions:
   one for searches that read (the reader's move adds ``read_weight`` times a
   span score to the first hits) and one for searches that do not. They hold only
-  for the ``rerank_weight`` and ``read_weight`` they were fitted with, and the
+  for the ``rerank_weight``, ``read_weight`` and ``read_paragraphs`` they were fitted with, and the
   reranker (and, when reading, the reader) they were fitted for; any other search
   keeps the reranker's own probability, and ``settings["calibration"]`` says why.
   Fitted by ``benchmarks/calibration_fit.py --write FILE`` from the tune answers
@@ -104,6 +104,7 @@ class FinalCalibration:
     reader: str | None = None
     fitted: dict[str, Any] = field(default_factory=dict)
     blend: str = BLEND_FORMULA  # the blend formula whose final scores it was fitted on
+    read_paragraphs: int | None = None  # how many first hits the reader read and moved (None: not recorded)
 
     def probabilities(self, finals: Sequence[float], *, read: bool) -> list[float]:
         """The calibrated probability of each hit, given the final scores in the order shown (best first)."""
@@ -113,7 +114,8 @@ class FinalCalibration:
     def matches(self, reranker: str) -> bool:
         return _same_model(self.reranker, reranker)
 
-    def mismatch(self, *, rerank_weight: float, read_weight: float, reader: str | None) -> str | None:
+    def mismatch(self, *, rerank_weight: float, read_weight: float, reader: str | None,
+                 read_paragraphs: int | None = None) -> str | None:
         """Why this calibration does not hold for a search with these settings, or ``None`` when it does."""
         if self.blend != BLEND_FORMULA:
             return f"fitted on another blend ({self.blend}; this version blends {BLEND_FORMULA}): refit it"
@@ -122,6 +124,8 @@ class FinalCalibration:
         if reader is not None and read_weight > 0:
             if not math.isclose(read_weight, self.read_weight):
                 return f"fitted for read_weight {self.read_weight}, this search uses {read_weight}"
+            if self.read_paragraphs is not None and read_paragraphs is not None and read_paragraphs != self.read_paragraphs:
+                return f"fitted with {self.read_paragraphs} paragraphs read, this search reads {read_paragraphs}"
             if not _same_model(self.reader, reader):
                 return f"fitted with the reader {Path(self.reader or '').name}, this search reads with {Path(reader).name}"
         return None
@@ -129,6 +133,7 @@ class FinalCalibration:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "format": FORMAT, "reranker": self.reranker, "reader": self.reader,
                 "blend": self.blend, "rerank_weight": self.rerank_weight, "read_weight": self.read_weight,
+                "read_paragraphs": self.read_paragraphs,
                 "with_reading": self.with_reading.to_dict(), "without_reading": self.without_reading.to_dict(),
                 "fitted": self.fitted}
 
@@ -148,10 +153,15 @@ class FinalCalibration:
         return cls(reranker=data.get("reranker"), reader=data.get("reader"),
                    rerank_weight=float(data["rerank_weight"]), read_weight=float(data["read_weight"]),
                    with_reading=platt("with_reading"), without_reading=platt("without_reading"),
-                   fitted=dict(data.get("fitted") or {}), blend=str(data.get("blend", "min-max over candidates")))
+                   fitted=dict(data.get("fitted") or {}), blend=str(data.get("blend", "min-max over candidates")),
+                   read_paragraphs=_count(data.get("read_paragraphs", (data.get("fitted") or {}).get("paragraphs_read"))))
 
 
 Calibration = FinalCalibration | Policy
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _same_model(fitted: str | None, used: str | None) -> bool:

@@ -1,7 +1,7 @@
 """The reader's evidence in the final order: the paragraphs it read move by how well they answer.
 
-The pipeline reads the first hits of the blended order (the answer policy's
-``paragraphs``, 1 as shipped) to find the answer. Their best span score (start +
+The pipeline reads the first hits of the blended order (``read_paragraphs`` of
+the search settings, 5 as shipped) to find the answer. Their best span score (start +
 end logit, :class:`~pipeline.read.reader.Reading`) is evidence about the
 paragraph too: a paragraph whose best span is weak rarely answers. With
 ``read_weight`` *w*, each read hit's final score becomes
@@ -9,9 +9,10 @@ paragraph too: a paragraph whose best span is weak rarely answers. With
     final + w * best span score
 
 and the hits are sorted again by it; hits that were not read keep their score.
+The answer is then decided on the read hits in their new order (:func:`read_first`).
 ``scores["read"]`` keeps the span score, so a client can redo the sum. The weight
-(0.04 for the blend's 0..1 scale) was chosen on tune articles by
-``benchmarks/read_weight.py`` (docs/ranking.md). A fitted ranking policy orders by its
+(0.06 for the blend's 0..1 scale) and the number of paragraphs read (5) were
+chosen together on tune articles by ``benchmarks/read_weight.py`` (docs/ranking.md). A fitted ranking policy orders by its
 calibrated probability alone, so the reader does not move its hits.
 
 Example::
@@ -22,9 +23,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from pipeline.results import Hit
+
+T = TypeVar("T")
 
 
 def read_adjusted(final: Sequence[float], span_scores: Sequence[float | None], weight: float) -> list[float]:
@@ -38,6 +41,21 @@ def read_order(final: Sequence[float], span_scores: Sequence[float | None], weig
     """Hit indices best first by :func:`read_adjusted`; ties keep the earlier place."""
     adjusted = read_adjusted(final, span_scores, weight)
     return sorted(range(len(adjusted)), key=lambda i: (-adjusted[i], i))
+
+
+def read_first(order: Sequence[T], was_read: Callable[[T], bool]) -> list[T]:
+    """``order`` (a final order) with the read items first, each group in its order: what the answer is decided on.
+
+    After the move the read hits are nearly always the first ones already; a read
+    hit whose span score is negative can fall below an unread one, and the answer
+    still comes from the read hits.
+
+    Example::
+
+        >>> read_first(["a", "x", "b"], lambda h: h in {"a", "b"})
+        ['a', 'b', 'x']
+    """
+    return [item for item in order if was_read(item)] + [item for item in order if not was_read(item)]
 
 
 def reorder_by_reading(hits: list[Hit], weight: float) -> None:

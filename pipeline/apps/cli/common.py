@@ -54,7 +54,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                         help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
     parser.add_argument("--read-weight", type=float,
                         help="how far the reader's best span score moves the paragraphs it read in the blended order "
-                        "(default 0.04; 0 = the reader does not reorder)")
+                        "(default 0.06; 0 = the reader does not reorder)")
+    parser.add_argument("--read-paragraphs", type=int,
+                        help="how many of the first hits the reader reads; their span scores move them and the answer "
+                        "comes from the order after the move (default 5)")
     parser.add_argument("--policy", metavar="FILE|NAME|none",
                         help="a fitted ranking policy (JSON) that orders and flags hits instead of the blend "
                         "(none = the reranker's probability alone; $QA_SEARCH_POLICY)")
@@ -89,6 +92,7 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "rrf_k": args.rrf_k,
         "rerank_weight": args.rerank_weight,
         "read_weight": args.read_weight,
+        "read_paragraphs": args.read_paragraphs,
         "policy": args.policy,
         "calibration": args.calibration,
     }
