@@ -260,6 +260,8 @@ def test_cli_prints_the_answer_in_json_and_in_the_table(tiny_index, tiny_cross_e
     assert main(common) == 0
     table = capsys.readouterr().out
     assert "Answer: capital and largest city of France" in table
+    moved = [h["id"] for h in out["hits"] if "read" in h["scores"]]  # the read hits' span scores moved them
+    assert moved and table.count("reader span") == len(moved)
     assert main(common + ["--no-read", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["answer"] is None and all(h["answer"] is None for h in out["hits"])

@@ -53,6 +53,8 @@ def _print_table(result) -> None:
         scores = "\n".join(
             f"{stage} {hit.scores[stage]:.3f} (#{hit.ranks[stage]})" for stage in STAGES if stage in hit.scores
         )
+        if "read" in hit.scores:  # the reader's best span score, part of "final" (the reader's move)
+            scores += f"\nreader span {hit.scores['read']:.2f}"
         table.add_row(str(rank), verdict, passage, scores)
     console.print(table, markup=True)
     timing = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings.items())
