@@ -86,16 +86,34 @@ def move(record: dict, read_paragraphs: int, read_weight: float) -> None:
     the read hits come first in their new order (:func:`pipeline.rank.reading.read_first`):
     ``hits``, ``hit_objs``, ``readings`` and ``reading_objs`` all follow.
     """
-    hits, readings = record["hit_objs"], record["reading_objs"]
-    if len(readings) < min(read_paragraphs, len(hits)):
-        raise ValueError(f"the collection read {len(readings)} paragraphs of a question; the replay needs {read_paragraphs}")
-    read = min(read_paragraphs, len(readings))
-    spans = [max((s.score for s in readings[i].spans), default=None) if i < read else None for i in range(len(hits))]
-    order = read_first(read_order([h.scores["final"] for h in hits], spans, read_weight), lambda i: i < read)
+    spans, read = read_span_scores(record, read_paragraphs)
+    order = read_first(read_order([h["scores"]["final"] for h in record["hits"]], spans, read_weight), lambda i: i < read)
     for key in ("hits", "hit_objs"):
         record[key] = [record[key][i] for i in order]
     for key in ("readings", "reading_objs"):
         record[key] = [record[key][i] for i in order[:read]]
+
+
+def read_span_scores(record: dict, read_paragraphs: int) -> tuple[list[float | None], int]:
+    """The reader's evidence in one collected question, as the move takes it: and how many hits were read.
+
+    Each of the first ``read_paragraphs`` hits gets its best span score (``None``
+    without a span), every other hit ``None``. The one place the replays
+    (this script, read_weight.py, calibration_fit.py) read it from a collection.
+    """
+    hits, readings = record["hits"], record["readings"]
+    if len(readings) < min(read_paragraphs, len(hits)):
+        raise ValueError(f"the collection read {len(readings)} paragraphs of question {record.get('id')}; "
+                         f"the replay needs {read_paragraphs}")
+    read = min(read_paragraphs, len(readings))
+    return [max((s["score"] for s in readings[i]["spans"]), default=None) if i < read else None
+            for i in range(len(hits))], read
+
+
+def paired_gap(best: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """How far ``other`` is behind ``best`` on the same questions (mean per-question difference), and its standard error."""
+    diff = best - other
+    return float(diff.mean()), (float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0)
 
 
 def choose(record: dict, policy: AnswerPolicy):
@@ -147,10 +165,8 @@ def tune_selection(records: list[dict], paragraphs: int | None = None,
     chosen = None
     for n in sorted(grid_n):
         top = max((row for row in rows if row["paragraphs"] == n), key=lambda row: row["f1"])
-        diff = per_question[key(best)] - per_question[key(top)]
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        top["behind_best"], top["standard_error"] = float(diff.mean()), se
-        if chosen is None and (n == paragraphs if paragraphs else diff.mean() <= se):
+        top["behind_best"], top["standard_error"] = paired_gap(per_question[key(best)], per_question[key(top)])
+        if chosen is None and (n == paragraphs if paragraphs else top["behind_best"] <= top["standard_error"]):
             chosen = top
     if chosen is None:
         raise ValueError(f"--paragraphs {paragraphs} is not in the grid {grid_n}")

@@ -39,6 +39,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from answers_fit import read_span_scores  # noqa: E402
+
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.reliability import calibration_error  # noqa: E402
 from pipeline.rank.calibration import FinalCalibration, Platt  # noqa: E402
@@ -57,9 +59,8 @@ def shown_hits(path: str, read_weight: float, paragraphs: int) -> dict[str, np.n
         r = json.loads(line)
         if not r.get("answerable") or not r.get("gold"):
             continue
-        hits, readings = r["hits"], r["readings"]
-        spans = [max((s["score"] for s in readings[i]["spans"]), default=None)
-                 if i < min(paragraphs, len(readings)) else None for i in range(len(hits))]
+        hits = r["hits"]
+        spans, _ = read_span_scores(r, paragraphs)
         moved = read_adjusted([h["scores"]["final"] for h in hits], spans, read_weight)
         for at, i in enumerate(sorted(range(len(hits)), key=lambda i: (-moved[i], i))):
             rerank.append(logit(hits[i]["scores"]["rerank"]))

@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from answers_fit import paired_gap, read_span_scores  # noqa: E402
+
 from pipeline.rank.reading import read_order  # noqa: E402
 
 
@@ -44,13 +46,8 @@ def reciprocal_ranks(records: list[dict], weight: float, paragraphs: int) -> np.
     """Per question: reciprocal rank of the gold paragraph in the top 10 after the reader's move (0 if absent)."""
     out = []
     for r in records:
-        hits, readings = r["hits"], r["readings"]
-        if len(readings) < min(paragraphs, len(hits)):
-            raise ValueError(f"the collection read {len(readings)} paragraphs of question {r['id']}, not {paragraphs}")
-        spans = [
-            max((s["score"] for s in readings[i]["spans"]), default=None) if i < min(paragraphs, len(readings)) else None
-            for i in range(len(hits))
-        ]
+        hits = r["hits"]
+        spans, _ = read_span_scores(r, paragraphs)
         order = read_order([h["scores"]["final"] for h in hits], spans, weight)
         ids = [hits[i]["source_id"] for i in order][:10]
         out.append(1.0 / (ids.index(r["gold"]) + 1) if r["gold"] in ids else 0.0)
@@ -78,8 +75,8 @@ def choose(rows: list[dict], per_question: dict[tuple[int, float], np.ndarray]) 
     best = max(best_of.values(), key=lambda r: (round(r["mrr@10"], 12), -r["paragraphs"]))
     for n in sorted(best_of):
         r = best_of[n]
-        diff = per_question[(best["paragraphs"], best["weight"])] - per_question[(n, r["weight"])]
-        r["behind_best"], r["standard_error"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+        r["behind_best"], r["standard_error"] = paired_gap(per_question[(best["paragraphs"], best["weight"])],
+                                                           per_question[(n, r["weight"])])
         if r["behind_best"] <= r["standard_error"]:
             return r
     return best

@@ -261,7 +261,7 @@ class QAPipeline:
         decisions: list[Decision | None] = [None] * len(texts)
         # the reader's span scores move the hits it read, in the blend's order only (a fitted policy orders alone)
         read_weight = cfg.read_weight if use_reranker and policy is None else 0.0
-        read_ms, readings = self._read(texts, hits, read_weight, cfg.read_paragraphs) if reading else (None, [])
+        read_ms, readings = self._read(texts, hits, read_weight, self._paragraphs_read(cfg)) if reading else (None, [])
         if exact is not None and read_ms is not None and read_weight > 0:
             for question, shown, done in zip(texts, hits, exact_ids):
                 # the reader's move can bring up a screened hit
@@ -361,19 +361,23 @@ class QAPipeline:
             for place, hit in enumerate(shown, start=1):
                 hit.ranks["final"] = place
 
-    def _read(self, questions: list[str], hits: list[list[Hit]], read_weight: float = 0.0,
-              paragraphs: int = 1) -> tuple[float | None, list[dict[int, Reading]]]:
+    def _paragraphs_read(self, cfg: SearchSettings) -> int:
+        """How many first hits a search reads: ``read_paragraphs``, and never fewer than the answer policy decides on."""
+        return max(cfg.read_paragraphs, self.answer_policy.paragraphs)
+
+    def _read(self, questions: list[str], hits: list[list[Hit]], read_weight: float,
+              paragraphs: int) -> tuple[float | None, list[dict[int, Reading]]]:
         """Read each question's first hits, give each its own best span as ``answer``, and move them.
 
-        The reader reads the first ``paragraphs`` hits (at least the answer
-        policy's ``paragraphs``); with ``read_weight`` > 0 their span scores move
-        them in ``hits`` (:mod:`pipeline.rank.reading`). All questions' pairs go
-        to the reader in one batch. Returns milliseconds per question (``None``
+        The reader reads the first ``paragraphs`` hits (:meth:`_paragraphs_read`);
+        with ``read_weight`` > 0 their span scores move them in ``hits``
+        (:mod:`pipeline.rank.reading`). All questions' pairs go to the reader in
+        one batch. Returns milliseconds per question (``None``
         when nothing was read: no hits) and, per question, each read hit's
         reading keyed by ``id(hit)``.
         """
         policy = self.answer_policy
-        chosen = [shown[: max(paragraphs, policy.paragraphs)] for shown in hits]
+        chosen = [shown[:paragraphs] for shown in hits]
         pairs = [(q, h.text) for q, read in zip(questions, chosen) for h in read]
         if not pairs:
             return None, []
@@ -507,7 +511,7 @@ class QAPipeline:
         if isinstance(calibration, FinalCalibration):
             why = calibration.mismatch(rerank_weight=cfg.rerank_weight, read_weight=cfg.read_weight if moved else 0.0,
                                        reader=self.reader.name if moved and self.reader else None,
-                                       read_paragraphs=max(cfg.read_paragraphs, self.answer_policy.paragraphs))
+                                       read_paragraphs=self._paragraphs_read(cfg))
             if why is not None:
                 return f"none (the reranker's probability: the calibration was {why})"
             probabilities = calibration.probabilities([h.scores["final"] for h in shown], read=moved)
