@@ -213,7 +213,6 @@ def heldout_figures(model_path: str, examples: Sequence[ReaderExample], settings
     return figures
 
 
-
 def _fit(train: Sequence[ReaderExample], out: Path, settings: ReaderSettings, *, run: dict, restart: bool,
          keep_checkpoints: bool, progress: bool, notify: Notify, label: str = "") -> dict:
     """Train one reader into ``out``; what the card records about the training."""

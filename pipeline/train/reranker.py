@@ -78,7 +78,6 @@ class RerankerSettings:
 Notify = Callable[[str], None]
 
 
-
 def rankings(
     index: SearchIndex,
     encoder: BiEncoder,
