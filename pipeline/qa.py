@@ -268,6 +268,7 @@ class QAPipeline:
                 self._rescore_first_read(question, shown, cfg, exact, done)
         if read_ms is not None:  # the answer, on the final order
             self._decide(texts, hits, readings, decisions, cfg.abstain)
+        answer_policy = self._describe_answer_policy(cfg, read_weight) if read_ms is not None else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
         for found, probs, shown, decision in zip(retrieved, probabilities, hits, decisions):
@@ -287,6 +288,7 @@ class QAPipeline:
                     timings={k: round(v, 3) for k, v in timings.items()},
                     settings={**self._settings(cfg, probs is not None, reading, policy),
                               "calibration": calibration,
+                              "answer_policy": answer_policy,
                               "reranked_candidates": len(found.candidates) if probs is not None else 0},
                     answer=decision.answer if decision else None,
                     answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
@@ -360,6 +362,17 @@ class QAPipeline:
             shown.sort(key=lambda h: -h.scores["final"])
             for place, hit in enumerate(shown, start=1):
                 hit.ranks["final"] = place
+
+    def _describe_answer_policy(self, cfg: SearchSettings, read_weight: float) -> str:
+        """What decided the answer, as recorded in ``settings["answer_policy"]``; says so when the reading differs from the fit."""
+        policy = self.answer_policy
+        if not policy.abstains:
+            return f"best answer of the first {policy.paragraphs} paragraph(s) read; no answerability model"
+        why = policy.mismatch(read_paragraphs=self._paragraphs_read(cfg), read_weight=read_weight)
+        if why is not None:
+            logger.info("The answer policy was %s: its answerability is uncalibrated for this search.", why)
+            return f"answerability uncalibrated (the answer policy was {why}), threshold {policy.threshold:.2f}"
+        return f"answerability fitted for this reading, threshold {policy.threshold:.2f}"
 
     def _paragraphs_read(self, cfg: SearchSettings) -> int:
         """How many first hits a search reads: ``read_paragraphs``, and never fewer than the answer policy decides on."""

@@ -234,6 +234,24 @@ def test_pipeline_without_reranker_reads_the_top_hits(reading_pipeline):
     assert result.answer.id == "paris"
 
 
+def test_result_says_when_the_answer_policy_was_fitted_for_another_reading(reading_pipeline, monkeypatch):
+    from pipeline.read.answers import AnswerPolicy
+
+    fitted = AnswerPolicy(paragraphs=3, features=("probability",), mean=(0.0,), scale=(1.0,), coef=(0.0,),
+                          intercept=5.0, threshold=0.4, fitted_for={"read_paragraphs": 4, "read_weight": 0.06})
+    monkeypatch.setattr(reading_pipeline, "answer_policy", fitted)
+    same = reading_pipeline.search(QUESTION, read_paragraphs=4, read_weight=0.06)
+    assert same.settings["answer_policy"] == "answerability fitted for this reading, threshold 0.40"
+    fewer = reading_pipeline.search(QUESTION, read_paragraphs=3, read_weight=0.06)
+    assert fewer.settings["answer_policy"] == ("answerability uncalibrated (the answer policy was fitted with 4 "
+                                               "paragraphs read, this search reads 3), threshold 0.40")
+    unmoved = reading_pipeline.search(QUESTION, read_paragraphs=4, read_weight=0.0)
+    assert "fitted for read_weight 0.06, this search uses 0.0" in unmoved.settings["answer_policy"]
+    # still decided, and the same answer: the note says how far to trust the answerability
+    assert fewer.answer.text == same.answer.text == "capital and largest city of France"
+    assert reading_pipeline.search(QUESTION, read=False).settings["answer_policy"] is None
+
+
 def test_reader_switched_off_per_search_and_at_load(reading_pipeline, tiny_index, tiny_cross_encoder):
     from pipeline.qa import QAPipeline
 

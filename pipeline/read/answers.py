@@ -154,6 +154,22 @@ class AnswerPolicy:
         data["fitted_for"], data["figures"] = dict(self.fitted_for), dict(self.figures)
         return write_json(path, data)
 
+    def mismatch(self, *, read_paragraphs: int, read_weight: float) -> str | None:
+        """Why this policy's answerability does not hold for a search reading so, or ``None`` when it does.
+
+        A policy records the reading it was fitted with (``fitted_for``); its features
+        (the span scores after the reader's move, the agreement over the paragraphs
+        read) mean something else when a search reads another number of paragraphs
+        or moves them by another weight.
+        """
+        fitted_paragraphs = self.fitted_for.get("read_paragraphs")
+        fitted_weight = self.fitted_for.get("read_weight")
+        if fitted_paragraphs is not None and int(fitted_paragraphs) != read_paragraphs:
+            return f"fitted with {fitted_paragraphs} paragraphs read, this search reads {read_paragraphs}"
+        if fitted_weight is not None and not math.isclose(float(fitted_weight), read_weight):
+            return f"fitted for read_weight {fitted_weight}, this search uses {read_weight}"
+        return None
+
     def answerability(self, features: Mapping[str, float]) -> float | None:
         """The fitted probability (0..1) that some read paragraph answers; ``None`` without a fitted model."""
         if not self.features:
