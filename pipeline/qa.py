@@ -48,7 +48,7 @@ from pipeline.rank.calibration import (
     find_calibration,
 )
 from pipeline.rank.policy import Policy, find_policy
-from pipeline.rank.reading import read_first, reorder_by_reading
+from pipeline.rank.reading import place_by_final, read_first, reorder_by_reading
 from pipeline.read.answers import (
     AnswerPolicy,
     Decision,
@@ -359,9 +359,7 @@ class QAPipeline:
                 hit.scores["final"] = round(hit.scores["final"] + cfg.rerank_weight * change, 6)
                 hit.answerable = hit.probability >= cfg.threshold  # _decide and _calibrate may set both again
                 done.add(hit.id)
-            shown.sort(key=lambda h: -h.scores["final"])
-            for place, hit in enumerate(shown, start=1):
-                hit.ranks["final"] = place
+            place_by_final(shown)
 
     def _describe_answer_policy(self, cfg: SearchSettings, read_weight: float) -> str:
         """What decided the answer, as recorded in ``settings["answer_policy"]``; says so when the reading differs from the fit."""

@@ -70,10 +70,14 @@ def reorder_by_reading(hits: list[Hit], weight: float) -> None:
         return
     spans = [h.answer.span_score if h.answer is not None else None for h in hits]  # None: not read, or no span score
     adjusted = read_adjusted([h.scores["final"] for h in hits], spans, weight)
-    order = sorted(range(len(hits)), key=lambda i: (-adjusted[i], i))
-    for i, (hit, span) in enumerate(zip(hits, spans)):
+    for hit, span, score in zip(hits, spans, adjusted):
         if span is not None:
-            hit.scores["read"], hit.scores["final"] = round(float(span), 4), adjusted[i]
-    hits[:] = [hits[i] for i in order]
+            hit.scores["read"], hit.scores["final"] = round(float(span), 4), score
+    place_by_final(hits)
+
+
+def place_by_final(hits: list[Hit]) -> None:
+    """Sort ``hits`` in place by ``scores["final"]``, best first (ties keep their order), and number ``ranks["final"]``."""
+    hits.sort(key=lambda h: -h.scores["final"])
     for place, hit in enumerate(hits, start=1):
         hit.ranks["final"] = place
