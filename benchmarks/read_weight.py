@@ -55,9 +55,9 @@ def reciprocal_ranks(records: list[dict], weight: float, paragraphs: int) -> np.
 
 
 def row(rr: np.ndarray, base: np.ndarray, weight: float, paragraphs: int) -> dict:
-    diff = rr - base
+    gain, se = paired_gap(rr, base)
     return {"paragraphs": paragraphs, "weight": weight, "mrr@10": float(rr.mean()), "recall@1": float((rr == 1.0).mean()),
-            "diff": float(diff.mean()), "paired_se": float(diff.std() / np.sqrt(len(diff)))}
+            "diff": gain, "paired_se": se}
 
 
 def print_row(name: str, r: dict) -> None:
