@@ -209,3 +209,33 @@ def test_v2_metrics_match_hand_computed_values():
     assert out["total"] == 5
     with pytest.raises(ConfigError, match="2 predictions for 1 questions"):
         squad_v2_scores(["a", "b"], [["a"]])
+
+
+def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_path):
+    """benchmarks/answers_fit.py's held-out report: the best candidate counts whatever the policy says; as shipped, an abstention scores 0."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "answers_fit", Path(__file__).resolve().parents[1] / "benchmarks" / "answers_fit.py")
+    answers_fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(answers_fit)
+    text = "Tesla was born in 1856."
+    start = text.index("1856")
+
+    def record(qid: str, span_score: float) -> dict:
+        return {"id": qid, "question": "When was Tesla born?", "title": "Tesla", "answerable": True, "answers": ["1856"],
+                "gold": "p", "oracle": "1856", "candidates": 15,
+                "hits": [{"id": "p", "source_id": "p", "probability": 0.9, "scores": {"final": 0.9, "rerank": 0.9},
+                          "ranks": {"final": 1, "fused": 1}, "text": text}],
+                "readings": [{"spans": [{"text": "1856", "start": start, "end": start + 4, "score": span_score}],
+                              "null": None}]}
+
+    path = tmp_path / "heldout.jsonl"
+    path.write_text("\n".join(json.dumps(record(q, s)) for q, s in (("sure", 10.0), ("unsure", 1.0))) + "\n")
+    policy = AnswerPolicy(paragraphs=1, features=("span_score",), mean=(0.0,), scale=(1.0,), coef=(1.0,),
+                          intercept=-5.0, threshold=0.5)
+    report = answers_fit.heldout_report(answers_fit.load(str(path)), policy)
+    assert report["end_to_end_f1"] == 100.0 and report["oracle_f1"] == 100.0
+    assert report["answered_after_abstention"] == 0.5
+    assert report["end_to_end_f1_abstaining"] == 50.0
