@@ -53,6 +53,7 @@ from typing import Any, Mapping, Sequence
 from pipeline.errors import ConfigError
 from pipeline.files import write_json
 from pipeline.rank.policy import Policy, features
+from pipeline.rank.reading import reading_mismatch
 from pipeline.rerank.blend import FORMULA as BLEND_FORMULA
 
 logger = logging.getLogger(__name__)
@@ -122,10 +123,9 @@ class FinalCalibration:
         if not math.isclose(rerank_weight, self.rerank_weight):
             return f"fitted for rerank_weight {self.rerank_weight}, this search uses {rerank_weight}"
         if reader is not None and read_weight > 0:
-            if not math.isclose(read_weight, self.read_weight):
-                return f"fitted for read_weight {self.read_weight}, this search uses {read_weight}"
-            if self.read_paragraphs is not None and read_paragraphs is not None and read_paragraphs != self.read_paragraphs:
-                return f"fitted with {self.read_paragraphs} paragraphs read, this search reads {read_paragraphs}"
+            why = reading_mismatch(self.read_weight, self.read_paragraphs, read_weight, read_paragraphs)
+            if why is not None:
+                return why
             if not _same_model(self.reader, reader):
                 return f"fitted with the reader {Path(self.reader or '').name}, this search reads with {Path(reader).name}"
         return None

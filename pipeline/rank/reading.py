@@ -23,7 +23,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+import math
+from typing import Any, Callable, Sequence, TypeVar
 
 from pipeline.results import Hit
 
@@ -56,6 +57,26 @@ def read_first(order: Sequence[T], was_read: Callable[[T], bool]) -> list[T]:
         ['a', 'b', 'x']
     """
     return [item for item in order if was_read(item)] + [item for item in order if not was_read(item)]
+
+
+def reading_mismatch(fitted_weight: Any, fitted_paragraphs: Any, read_weight: float,
+                     read_paragraphs: int | None) -> str | None:
+    """Why something fitted for one reading (``read_weight``, paragraphs read) does not hold for a search's, or ``None``.
+
+    The final-score calibration and the answer policy both record the reading
+    they were fitted with; a fitted value of ``None`` was not recorded and is not
+    checked.
+
+    Example::
+
+        >>> reading_mismatch(0.06, 5, 0.06, 3)
+        'fitted with 5 paragraphs read, this search reads 3'
+    """
+    if fitted_weight is not None and not math.isclose(read_weight, float(fitted_weight)):
+        return f"fitted for read_weight {fitted_weight}, this search uses {read_weight}"
+    if fitted_paragraphs is not None and read_paragraphs is not None and int(fitted_paragraphs) != read_paragraphs:
+        return f"fitted with {fitted_paragraphs} paragraphs read, this search reads {read_paragraphs}"
+    return None
 
 
 def reorder_by_reading(hits: list[Hit], weight: float) -> None:

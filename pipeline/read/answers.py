@@ -47,6 +47,7 @@ import numpy as np
 from pipeline.errors import ConfigError
 from pipeline.files import write_json
 from pipeline.index.bm25 import BM25Tokenizer, TokenizerSettings
+from pipeline.rank.reading import reading_mismatch
 from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reading
 from pipeline.results import Answer, BestAnswer, Hit, Support
@@ -162,13 +163,8 @@ class AnswerPolicy:
         read) mean something else when a search reads another number of paragraphs
         or moves them by another weight.
         """
-        fitted_paragraphs = self.fitted_for.get("read_paragraphs")
-        fitted_weight = self.fitted_for.get("read_weight")
-        if fitted_paragraphs is not None and int(fitted_paragraphs) != read_paragraphs:
-            return f"fitted with {fitted_paragraphs} paragraphs read, this search reads {read_paragraphs}"
-        if fitted_weight is not None and not math.isclose(float(fitted_weight), read_weight):
-            return f"fitted for read_weight {fitted_weight}, this search uses {read_weight}"
-        return None
+        return reading_mismatch(self.fitted_for.get("read_weight"), self.fitted_for.get("read_paragraphs"),
+                                read_weight, read_paragraphs)
 
     def answerability(self, features: Mapping[str, float]) -> float | None:
         """The fitted probability (0..1) that some read paragraph answers; ``None`` without a fitted model."""
