@@ -303,10 +303,7 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
 def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N) -> dict:
     answerable = [r for r in records if r["answerable"] and r["answers"]]
     golds = [r["answers"] for r in answerable]
-    ours = []
-    for r in answerable:
-        c = choose(r, policy)
-        ours.append(c[0].text if c else None)
+    X, ours = features_of(answerable, policy)  # the shipped selection's answers, and what the abstention reads
     oracle = [r["oracle"] for r in answerable]
     before = [previous_rule(r) for r in answerable]
     f1 = squad_v2_scores(ours, golds)["f1"]
@@ -318,7 +315,6 @@ def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int,
         other = AnswerPolicy(paragraphs=n, paragraph_weight=w, temperature=t)
         grid[(n, w, t)] = squad_v2_scores([(c[0].text if (c := choose(r, other)) else None) for r in answerable], golds)["f1"]
     best_n, best_w, best_t = max(grid, key=grid.get)
-    X, _ = features_of(answerable, policy)
     kept = f1_abstaining = None
     if policy.abstains:
         scores = np.array([policy.answerability(dict(zip(FEATURES, x))) for x in X])
