@@ -36,6 +36,16 @@ def _private_model_cache(tmp_path_factory):
         os.environ["QA_SEARCH_CACHE"] = previous
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package), for testing its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not here (set QA_SEARCH_SHARED to the folder holding data/ and models/)")

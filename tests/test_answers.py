@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_keyword_reader
+from conftest import load_benchmark, make_keyword_reader
 
 from pipeline.errors import ConfigError
 from pipeline.read.answers import (
@@ -213,13 +213,7 @@ def test_v2_metrics_match_hand_computed_values():
 
 def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_path):
     """benchmarks/answers_fit.py's held-out report: the best candidate counts whatever the policy says; as shipped, an abstention scores 0."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "answers_fit", Path(__file__).resolve().parents[1] / "benchmarks" / "answers_fit.py")
-    answers_fit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(answers_fit)
+    answers_fit = load_benchmark("answers_fit")
     text = "Tesla was born in 1856."
     start = text.index("1856")
 

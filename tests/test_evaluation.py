@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from pipeline.apps.cli import main
 from pipeline.errors import ConfigError, CorpusError
@@ -549,14 +550,7 @@ def test_fit_policy_searches_as_a_fitted_policy_does_and_writes_a_loadable_file(
 
 def test_calibration_benchmark_on_hand_computed_values(tmp_path, capsys):
     """benchmarks/calibration.py: per-bin gold share and ECE of Hit.probability on a tiny collection."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "calibration", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py")
-    calibration = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(calibration)
+    calibration = load_benchmark("calibration")
     hit = lambda source, p: {"source_id": source, "probability": p}  # noqa: E731
     records = [
         {"answerable": True, "gold": "a#0", "hits": [hit("a#0", 0.95), hit("a#1", 0.15)]},

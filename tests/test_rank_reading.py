@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+from conftest import load_benchmark
 
 from pipeline import QAPipeline
 from pipeline.config import SearchSettings
@@ -94,14 +95,9 @@ def test_the_pipeline_moves_read_hits_by_their_span_score_and_answers_from_the_n
 
 def test_the_fitting_replay_orders_and_answers_as_the_pipeline_does(reading_qa):
     """benchmarks/answers_fit.py fits the answer policy on collections replayed through the move: the replay is the pipeline."""
-    import importlib.util
     from dataclasses import asdict
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "answers_fit", Path(__file__).resolve().parents[1] / "benchmarks" / "answers_fit.py")
-    answers_fit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(answers_fit)
+    answers_fit = load_benchmark("answers_fit")
     settings = {"top_k": 6, "candidates": 6}
     for question in ("What is the capital of Germany?", "Which river flows through Paris?", "Where is the Colosseum?"):
         blended = reading_qa.search(question, read=False, **settings)  # what benchmarks/answers_collect.py stores
