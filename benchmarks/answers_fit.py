@@ -185,7 +185,11 @@ def features_of(records: list[dict], policy: AnswerPolicy,
         feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical)
         X.append([feats[f] for f in names])
         preds.append(c[0].text if c else None)
-    return np.array(X, dtype=float), preds
+    X = np.array(X, dtype=float)
+    missing = ~np.isfinite(X)
+    if missing.any():  # unmeasured (a hit list without dense scores): the column's mean, as the policy reads it
+        X[missing] = np.take(np.nanmean(np.where(missing, np.nan, X), axis=0), np.nonzero(missing)[1])
+    return X, preds
 
 
 #: Which way each feature's evidence points by its meaning: +1, more of it says the question is answered; -1, less.
@@ -348,6 +352,8 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--reader", default="minilm-l6-squad-tune-reader")
     parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune")
+    parser.add_argument("--bi-encoder", default="all-MiniLM-L6-v2",
+                        help="the bi-encoder of the index the collections were made on (dense_similarity is its cosine)")
     parser.add_argument("--collected-with", metavar="READER",
                         help="the reader --tune was collected with, when it stands in for --reader: one trained the "
                              "same way on other tune articles, so that its span scores are those of a reader that "
@@ -413,7 +419,7 @@ def main(argv=None) -> int:
         coef=tuple(round(float(v), 6) for v in model.coef_[0]),
         intercept=round(float(model.intercept_[0]), 6),
         threshold=round(threshold, 6),
-        fitted_for={"reader": args.reader, "reranker": args.reranker,
+        fitted_for={"reader": args.reader, "reranker": args.reranker, "bi_encoder": args.bi_encoder,
                     **({"collected_with_reader": args.collected_with} if args.collected_with else {}),
                     "data": "SQuAD v2.0 dev questions of the tune articles (dev-v2.0-tune.json)",
                     "articles": sorted({r["title"] for r in tune}),

@@ -86,6 +86,11 @@ def _abstained(decision: Decision | None) -> bool:
     return decision is not None and decision.answer is None and decision.candidate is not None
 
 
+def _short_name(name: str | None) -> str | None:
+    """A model's last path part (``sentence-transformers/all-MiniLM-L6-v2`` -> ``all-MiniLM-L6-v2``): how policies name models."""
+    return Path(name).name if name else None
+
+
 def load_reranker(config: LoadSettings) -> Reranker | Cascade:
     """The reranker the settings ask for: backend, threads, score cache, int8 rescoring, optional cascade."""
 
@@ -199,11 +204,14 @@ class QAPipeline:
         reader = load_reader(load) if load.read else None
         policy = AnswerPolicy.load(load.answer_policy)
         fitted = dict(policy.fitted_for)
-        loaded = (Path(reader.name).name if reader else None, Path(reranker.name).name if reranker else None)
-        if reader is not None and fitted and (fitted.get("reader"), fitted.get("reranker")) != loaded:
+        loaded = {"reader": reader, "reranker": reranker, "bi_encoder": encoder}
+        roles = [role for role in loaded if role in fitted or role != "bi_encoder"]  # older policies name no bi-encoder
+        if reader is not None and fitted and any(
+            _short_name(fitted.get(role)) != _short_name(getattr(loaded[role], "name", None)) for role in roles
+        ):
             logger.warning(
-                "The answer policy was fitted for reader %s and reranker %s; with other models its answerability "
-                "is uncalibrated (refit with benchmarks/answers_fit.py).", fitted.get("reader"), fitted.get("reranker"),
+                "The answer policy was fitted for %s; with other models its answerability is uncalibrated "
+                "(refit with benchmarks/answers_fit.py).", ", ".join(f"{role} {fitted.get(role)}" for role in roles),
             )
         return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config, answer_policy=policy)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import load_benchmark, make_keyword_reader
@@ -14,6 +15,7 @@ from pipeline.read.answers import (
     aggregate,
     answer_features,
     decide,
+    dense_similarity,
 )
 from pipeline.read.reader import Reader, Reading, Span
 from pipeline.results import Hit
@@ -127,6 +129,25 @@ def test_answer_features_read_the_answers_paragraph_and_default_without_a_questi
     with_question = answer_features(hits, decision.candidates, 1, "Which year was Marie Curie born?")
     assert with_question["missing_terms"] == 2.0 and with_question["question_coverage"] == pytest.approx(1 / 3)
     assert answer_features(hits, decision.candidates, 1)["question_coverage"] == 1.0
+
+
+def test_dense_similarity_is_the_first_hits_cosine_bounded_when_the_dense_list_missed_it():
+    def hit(hid, dense=None):
+        return Hit(id=hid, title=hid, text="", source_id=hid, answerable=None, probability=0.5,
+                   scores={"bm25": 3.0, **({"dense": dense} if dense is not None else {})}, ranks={"fused": 1})
+
+    assert dense_similarity([hit("a", 0.71), hit("b", 0.80)]) == pytest.approx(0.71)
+    # BM25 alone found the first hit: below every cosine the dense list returned, so its lowest stands in
+    assert dense_similarity([hit("a"), hit("b", 0.80), hit("c", 0.62)]) == pytest.approx(0.62)
+    # no dense scores (a BM25 search): unmeasured, and a fitted policy reads it as its mean
+    assert math.isnan(dense_similarity([hit("a"), hit("b")])) and math.isnan(dense_similarity([]))
+    policy = AnswerPolicy(paragraphs=1, features=("span_score", "dense_similarity"), mean=(0.0, 0.6),
+                          scale=(1.0, 0.1), coef=(1.0, 2.0), intercept=0.0, threshold=0.5)
+    assert policy.answerability({"span_score": 0.0, "dense_similarity": math.nan}) == pytest.approx(0.5)
+    assert policy.answerability({"span_score": 0.0, "dense_similarity": 0.7}) == pytest.approx(1 / (1 + math.exp(-2.0)))
+    assert policy.answerability({"span_score": 0.0, "dense_similarity": 0.5}) < 0.5
+    feats = answer_features([hit("a", 0.71)], [], 1)
+    assert feats["dense_similarity"] == pytest.approx(0.71)
 
 
 SPAN_POLICY = AnswerPolicy(

@@ -252,6 +252,33 @@ def test_result_says_when_the_answer_policy_was_fitted_for_another_reading(readi
     assert reading_pipeline.search(QUESTION, read=False).settings["answer_policy"] is None
 
 
+def test_loading_warns_when_the_answer_policy_was_fitted_for_other_models(reading_pipeline, tiny_index,
+                                                                          tiny_cross_encoder, capital_reader,
+                                                                          tmp_path, caplog):
+    from pathlib import Path
+
+    from pipeline.qa import QAPipeline
+    from pipeline.read.answers import AnswerPolicy
+
+    models = {"reader": Path(reading_pipeline.reader.name).name, "reranker": Path(reading_pipeline.reranker.name).name,
+              "bi_encoder": Path(reading_pipeline.encoder.name).name}
+
+    def load_with(fitted_for):
+        AnswerPolicy(paragraphs=1, fitted_for=fitted_for).save(tmp_path / "policy.json")
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pipeline.qa"):
+            QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="hybrid",
+                            answer_policy=str(tmp_path / "policy.json"))
+        return [r.getMessage() for r in caplog.records if "answer policy was fitted" in r.getMessage()]
+
+    assert load_with(models) == []
+    assert load_with({k: v for k, v in models.items() if k != "bi_encoder"}) == []  # older policies name none
+    (warning,) = load_with({**models, "bi_encoder": "e5-small-v2"})
+    assert "bi_encoder e5-small-v2" in warning and "uncalibrated" in warning
+    (warning,) = load_with({**models, "reranker": "bge-reranker-base"})
+    assert "reranker bge-reranker-base" in warning
+
+
 def test_reader_switched_off_per_search_and_at_load(reading_pipeline, tiny_index, tiny_cross_encoder):
     from pipeline.qa import QAPipeline
 

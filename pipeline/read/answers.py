@@ -25,7 +25,9 @@ features, coefficients, intercept, threshold; a small JSON file) turns
 next, the best answer's share and how many read paragraphs agree on it, its
 span score, whether the reranker's top is the retriever's top, and how much of
 the question's wording the answer's paragraph and sentence hold:
-:class:`LexicalEvidence`) into ``answerability``; below the policy's threshold the search abstains. The
+:class:`LexicalEvidence`, and how close the top paragraph is to the question
+in the bi-encoder's space: :func:`dense_similarity`) into ``answerability``;
+below the policy's threshold the search abstains. The
 shipped policy (``answer_policy.json`` beside this module) was fitted by
 ``benchmarks/answers_fit.py`` on SQuAD v2.0 questions of the tune articles
 with grouped cross-validation by article; it records the models it was fitted
@@ -71,6 +73,7 @@ FEATURES = (
     "sentence_coverage",
     "missing_terms",
     "negation_mismatch",
+    "dense_similarity",
 )
 
 #: Words that say what is asked, not what about: left out of the question's content terms.
@@ -172,7 +175,9 @@ class AnswerPolicy:
             return None
         z = self.intercept
         for name, mean, scale, coef in zip(self.features, self.mean, self.scale, self.coef):
-            z += coef * (float(features[name]) - mean) / (scale or 1.0)
+            value = float(features[name])
+            if math.isfinite(value):  # a feature the search could not measure (NaN) counts as the fit's mean
+                z += coef * (value - mean) / (scale or 1.0)
         return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
 
 
@@ -336,7 +341,26 @@ def answer_features(
         "top_agrees": 1.0 if hits and _retrieval_rank(hits[0]) == 1 else 0.0,
         "answer_in_top": 1.0 if hits and hits[0].id in ids else 0.0,
         **lexical_features,
+        "dense_similarity": dense_similarity(hits),
     }
+
+
+def dense_similarity(hits: Sequence[Hit]) -> float:
+    """The bi-encoder's similarity of the question and the first hit (``scores["dense"]``); NaN without dense scores.
+
+    When the dense list did not retrieve the first hit, its similarity is below every
+    one the list returned: the lowest dense score among ``hits`` stands in for it.
+    SQuAD 2.0's unanswerable questions sit further from their closest paragraph in
+    the bi-encoder's space than answerable ones do (docs/answers.md), and the
+    bi-encoder never saw them.
+    """
+    if not hits:
+        return math.nan
+    first = hits[0].scores.get("dense")
+    if first is not None:
+        return float(first)
+    others = [float(h.scores["dense"]) for h in hits if h.scores.get("dense") is not None]
+    return min(others) if others else math.nan
 
 
 def best_answer_of(candidate: Candidate) -> BestAnswer:
