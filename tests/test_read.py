@@ -350,6 +350,20 @@ def test_squad_scores_use_the_official_normalisation_and_all_gold_answers():
         squad_scores(["a", "b"], [["a"]])
 
 
+def test_no_answer_never_matches_a_gold_answer_that_normalises_to_nothing():
+    from pipeline.eval.squad_metrics import squad_scores, squad_v2_scores
+
+    # SQuAD v1.1 dev question 57340d124776f419006617bf lists "." among its gold answers
+    golds = [["elimination of French power", "."]]
+    for abstained in (None, ""):
+        scores = squad_scores([abstained], golds)
+        assert (scores.exact_match, scores.f1) == (0.0, 0.0)
+        v2 = squad_v2_scores([abstained], golds)
+        assert (v2["exact"], v2["f1"]) == (0.0, 0.0)
+    assert squad_scores(["French power elimination"], golds).f1 == pytest.approx(100 * 2 * 0.75 * 1 / 1.75, abs=0.01)
+    assert squad_scores(["elimination of French power"], golds).exact_match == 100.0
+
+
 def test_oracle_reads_each_gold_paragraph(zurich_reader):
     from types import SimpleNamespace
 

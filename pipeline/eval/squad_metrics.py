@@ -2,7 +2,8 @@
 
 The scoring is torchmetrics' SQuAD metric (lower case, strip punctuation and
 the articles a/an/the, squash white space; the maximum over all gold answers
-of each question), so the figures compare with published SQuAD numbers.
+of each question, less any that normalises to nothing, as the v2.0 script
+leaves them out), so the figures compare with published SQuAD numbers.
 
 * :func:`squad_scores`: predictions against gold answers (end-to-end
   evaluation passes the pipeline's best answers here).
@@ -61,6 +62,9 @@ def squad_scores(predictions: Sequence[str | None], answers: Sequence[Sequence[s
         raise ConfigError("No questions to score.")
     if any(not gold for gold in answers):
         raise ConfigError("Every question needs at least one gold answer (SQuAD 2.0 unanswerable questions are not scored).")
+    # A gold answer that normalises to nothing (SQuAD v1.1 dev holds "." as one) would match no answer at
+    # all, scoring an abstention as right: left out, as the official v2.0 script leaves it out.
+    answers = [[a for a in gold if normalize_answer(a)] or list(gold) for gold in answers]
     preds = [{"prediction_text": p or "", "id": str(i)} for i, p in enumerate(predictions)]
     target = [{"answers": {"answer_start": [0] * len(g), "text": list(g)}, "id": str(i)} for i, g in enumerate(answers)]
     out = squad(preds, target)
