@@ -319,6 +319,17 @@ def test_cli_eval_writes_report_metrics_and_plot(squad_v2_index, squad_v2, tiny_
     assert cfg["versions"]["ranx"] and cfg["versions"]["python"]
     assert (out / "report.md").read_text().startswith("## Retrieval")
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one line per question: what the reranked search put first and where the gold paragraph went
+    lines = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(lines) == cfg["questions"] == len({r["id"] for r in lines})
+    answerable = [r for r in lines if r["answerable"]]
+    assert answerable and all(r["gold"] for r in answerable) and all(r["gold"] is None for r in lines if not r["answerable"])
+    ranked = [r["gold_rank"] for r in answerable]
+    assert all(rank is not None and rank >= 1 for rank in ranked)
+    # the file holds what the figures are made of: MRR@10 of the rerank mode from its gold ranks
+    assert metrics["modes"]["rerank"]["mrr@10"] == pytest.approx(sum(1 / k for k in ranked if k <= 10) / len(ranked), abs=1e-4)
+    assert all((r["top"] == r["gold"]) == (r["gold_rank"] == 1) for r in answerable)
+    assert "answer" not in lines[0]  # no reader, no answers
 
 
 def test_cli_eval_articles_and_sample(squad_v2_index, squad_v2, tmp_path, capsys):
@@ -378,6 +389,9 @@ def test_cli_eval_reader_end_to_end_and_oracle(squad_v2_index, squad_v2, tiny_cr
     assert figures["end_to_end"]["exact_match"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end"]["f1"] == pytest.approx(1 / 3, abs=1e-4)
     assert figures["end_to_end_to_oracle_f1"] == pytest.approx(figures["end_to_end"]["f1"] / (1 / 3), abs=1e-3)
+    answers = {r["id"]: r for r in map(json.loads, (out / "answers.jsonl").read_text().splitlines())}
+    assert {r["answer"] for r in answers.values()} == {"Paris"} and answers["q-paris"]["gold_answers"]
+    assert all(r["no_answer_reason"] is None for r in answers.values())
     assert figures["best_candidate"] == figures["end_to_end"]  # abstention off: the answers are the best candidates
     # With abstention, an abstention is a wrong answer end to end; the best candidate measures answer selection alone.
     from pipeline.eval.evaluation import reader_metrics

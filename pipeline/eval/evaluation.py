@@ -181,6 +181,8 @@ class EvalResult:
     pr_curve: dict[str, list[float]] = field(default_factory=dict)
     reader: dict[str, Any] | None = None
     reliability: dict[str, Any] | None = None
+    #: One record per question of the reranked search (``answers.jsonl``): what it ranked first and answered.
+    questions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"modes": self.modes, "answerability": self.answerability, "config": self.config}
@@ -268,6 +270,7 @@ def evaluate(
     predictions: dict[str, str | None] = {}
     candidates_read: dict[str, str | None] = {}
     calibrations: set[str] = set()  # what made Hit.probability, as each search recorded it
+    records: list[dict[str, Any]] = []  # per question: what the reranked search did
     answerability: dict[str, float | None] = {}
     retrieval = [m for m in modes if m != "rerank"]
     if "rerank" in modes and "hybrid" not in retrieval:
@@ -294,6 +297,7 @@ def evaluate(
                 candidates_read[q.id] = best.text if best else None
                 answerability[q.id] = result.answerability
                 rankings["rerank"][q.id] = extend_ranking(paragraph_ranking(result.hits), rankings["hybrid"][q.id])
+                records.append(_question_record(q, result, golds.get(q.id), rankings["rerank"][q.id], read))
                 tops.append(_top_hit(q, result, golds.get(q.id), qa.settings.threshold))
                 if q.id in golds:
                     for place, hit in enumerate(result.hits[: qa.settings.top_k], start=1):
@@ -326,7 +330,31 @@ def evaluate(
     }
     reliability = reliability_metrics(*shown) if shown[0] else None
     return EvalResult(modes=per_mode, answerability=answerability, config=config, pr_curve=curve, reader=reader_figures,
-                      reliability=reliability)
+                      reliability=reliability, questions=records)
+
+
+def _question_record(question: Question, result: SearchResult, gold: str | None, ranking: Sequence[str],
+                     read: bool) -> dict[str, Any]:
+    """What one reranked search did for ``question``: its first paragraph, the gold's place, the answer or abstention."""
+    top = result.hits[0] if result.hits else None
+    record: dict[str, Any] = {
+        "id": question.id,
+        "question": question.text,
+        "answerable": question.answerable,
+        "gold": gold,
+        "gold_rank": ranking.index(gold) + 1 if gold in ranking else None,
+        "top": top.source_id if top else None,
+        "top_probability": None if top is None or top.probability is None else round(float(top.probability), 4),
+    }
+    if read:
+        record.update(
+            gold_answers=list(question.answers),
+            answer=result.answer.text if result.answer else None,
+            candidate=result.candidate.text if result.candidate else None,
+            answerability=result.answerability,
+            no_answer_reason=result.no_answer_reason,
+        )
+    return record
 
 
 def reader_metrics(reader, questions: Sequence[Question], predictions: dict[str, str | None],

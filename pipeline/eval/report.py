@@ -169,13 +169,23 @@ def plot(result: EvalResult, path: Path) -> Path:
 
 
 def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
-    """``report.md``, ``metrics.json`` and ``plot.png`` in ``out_dir`` (created)."""
+    """``report.md``, ``metrics.json`` and ``plot.png`` in ``out_dir`` (created), and ``answers.jsonl``.
+
+    ``answers.jsonl`` (when the rerank mode ran) holds one line per question: its
+    gold paragraph and that paragraph's place, the first hit, and with a reader the
+    answer, the best candidate, the answerability and why the search abstained:
+    what a figure of ``metrics.json`` is made of, question by question.
+    """
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     paths = {"report": out / "report.md", "metrics": out / "metrics.json", "plot": out / "plot.png"}
     paths["report"].write_text(markdown_report(result), encoding="utf-8")
     paths["metrics"].write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     plot(result, paths["plot"])
+    if result.questions:
+        paths["answers"] = out / "answers.jsonl"
+        paths["answers"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result.questions),
+                                    encoding="utf-8")
     return paths
 
 

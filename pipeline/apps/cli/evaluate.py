@@ -76,7 +76,7 @@ def register_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
     ev.add_argument("--batch-size", type=int, default=32, help="questions searched per batch (default 32)")
     ev.add_argument("--allow-missing", action="store_true", help="skip (and count) questions whose gold paragraph is not in the index")
-    ev.add_argument("--out", metavar="DIR", help="write report.md, metrics.json and plot.png here")
+    ev.add_argument("--out", metavar="DIR", help="write report.md, metrics.json, plot.png and answers.jsonl (one line per question) here")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(handler=_cmd_eval)
 
