@@ -188,7 +188,9 @@ def features_of(records: list[dict], policy: AnswerPolicy,
     X = np.array(X, dtype=float)
     missing = ~np.isfinite(X)
     if missing.any():  # unmeasured (a hit list without dense scores): the column's mean, as the policy reads it
-        X[missing] = np.take(np.nanmean(np.where(missing, np.nan, X), axis=0), np.nonzero(missing)[1])
+        measured = (~missing).sum(axis=0)
+        means = np.where(missing, 0.0, X).sum(axis=0) / np.maximum(measured, 1)  # 0 where nothing was measured
+        X[missing] = np.take(means, np.nonzero(missing)[1])
     return X, preds
 
 

@@ -150,6 +150,33 @@ def test_dense_similarity_is_the_first_hits_cosine_bounded_when_the_dense_list_m
     assert feats["dense_similarity"] == pytest.approx(0.71)
 
 
+def test_an_abstention_says_which_features_weighed_most_against_answering():
+    from pipeline.read.answers import FEATURE_LABELS, FEATURES
+
+    assert set(FEATURE_LABELS) == set(FEATURES)
+    policy = AnswerPolicy(paragraphs=1, features=("span_score", "dense_similarity", "missing_terms"),
+                          mean=(8.0, 0.6, 1.0), scale=(2.0, 0.1, 1.0), coef=(0.5, 1.0, -0.5), intercept=0.0,
+                          threshold=0.5)
+    features = {"span_score": 9.0, "dense_similarity": 0.41, "missing_terms": 3.0}
+    pulls = policy.contributions(features)
+    assert pulls == pytest.approx({"span_score": 0.25, "dense_similarity": -1.9, "missing_terms": -1.0})
+    assert policy.answerability(features) == pytest.approx(1 / (1 + math.exp(-(0.25 - 1.9 - 1.0))))
+    assert policy.weighed_against(features) == (
+        "how close question and paragraph are in meaning (0.41), the question's terms the paragraph never mentions (3)")
+    assert policy.weighed_against(features, most=1).startswith("how close")
+    assert policy.weighed_against({**features, "dense_similarity": math.nan, "missing_terms": 0.0}) == ""
+    # in a decision: the reason names them after the best candidate
+    hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9,
+                scores={"dense": 0.41}, ranks={"fused": 1})]
+    start = TESLA.index("1856")
+    decision = decide(hits, [Reading([Span("1856", start, start + 4, 9.0)])], policy,
+                      question="In what year was Thomas Edison born?")
+    assert decision.answer is None and decision.candidate.text == "1856"
+    assert decision.reason.endswith("(best candidate '1856', from 1 of 1 paragraphs read; against it most: how close "
+                                    "question and paragraph are in meaning (0.41), the question's terms the paragraph "
+                                    "never mentions (2)).")
+
+
 SPAN_POLICY = AnswerPolicy(
     paragraphs=3, features=("span_score",), mean=(0.0,), scale=(1.0,), coef=(2.0,), intercept=-2.0, threshold=0.5
 )
@@ -203,6 +230,7 @@ def test_a_squad2_reader_by_name_drives_abstention(squad2_reader, tiny_index, ti
     none = qa.search("Which river flows through Vienna?", threshold=0.0)
     assert none.answer is None and none.answerability < 0.5
     assert none.no_answer_reason.startswith("No paragraph here answers this")
+    assert "against it most: the reader's span score (" in none.no_answer_reason  # the policy's one feature, why
     assert none.candidate is not None  # still viewable on request
     assert not any(h.answerable for h in none.hits)
     shown = none.to_dict()
@@ -254,3 +282,10 @@ def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_
     assert report["end_to_end_f1"] == 100.0 and report["oracle_f1"] == 100.0
     assert report["answered_after_abstention"] == 0.5
     assert report["end_to_end_f1_abstaining"] == 50.0
+    # features_of: a search without dense scores has dense_similarity NaN, filled with the others' mean (none: 0)
+    records = answers_fit.load(str(path))
+    X, _ = answers_fit.features_of(records, policy, ("span_score", "dense_similarity"))
+    assert X[:, 1].tolist() == [0.0, 0.0] and X[:, 0].tolist() == [10.0, 1.0]
+    records[0]["hit_objs"][0].scores["dense"] = 0.7
+    X, _ = answers_fit.features_of(records, policy, ("span_score", "dense_similarity"))
+    assert X[:, 1].tolist() == [0.7, 0.7]

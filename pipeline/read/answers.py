@@ -76,6 +76,23 @@ FEATURES = (
     "dense_similarity",
 )
 
+#: How an abstention's reason names a feature that weighed against answering (every name in :data:`FEATURES`).
+FEATURE_LABELS = {
+    "probability": "the top paragraph's reranker probability",
+    "probability_gap": "its lead over the next paragraph",
+    "share": "the answer's share of the evidence",
+    "agreement": "the read paragraphs that agree on it",
+    "span_score": "the reader's span score",
+    "answer_probability": "the probability of the paragraphs that give it",
+    "top_agrees": "whether reranker and retriever agree on the top paragraph",
+    "answer_in_top": "whether the top paragraph gives it",
+    "question_coverage": "the question's terms in the paragraph",
+    "sentence_coverage": "the question's terms in the answer's sentence",
+    "missing_terms": "the question's terms the paragraph never mentions",
+    "negation_mismatch": "a negation the answer's sentence does not make",
+    "dense_similarity": "how close question and paragraph are in meaning",
+}
+
 #: Words that say what is asked, not what about: left out of the question's content terms.
 _ASK_WORDS = frozenset(
     "what which who whom whose when where why how did does do done many much was were is are be been name "
@@ -173,12 +190,25 @@ class AnswerPolicy:
         """The fitted probability (0..1) that some read paragraph answers; ``None`` without a fitted model."""
         if not self.features:
             return None
-        z = self.intercept
+        z = self.intercept + sum(self.contributions(features).values())
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+    def contributions(self, features: Mapping[str, float]) -> dict[str, float]:
+        """Each feature's pull on the answerability logit: coefficient × its standardised value.
+
+        Negative pulls toward abstaining. A feature the search could not measure (NaN)
+        counts as the fit's mean: no pull.
+        """
+        pulls = {}
         for name, mean, scale, coef in zip(self.features, self.mean, self.scale, self.coef):
             value = float(features[name])
-            if math.isfinite(value):  # a feature the search could not measure (NaN) counts as the fit's mean
-                z += coef * (value - mean) / (scale or 1.0)
-        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+            pulls[name] = coef * (value - mean) / (scale or 1.0) if math.isfinite(value) else 0.0
+        return pulls
+
+    def weighed_against(self, features: Mapping[str, float], most: int = 2) -> str:
+        """The ``most`` features that pulled hardest toward abstaining, in words with their values ("" if none did)."""
+        pulls = sorted((pull, name) for name, pull in self.contributions(features).items() if pull < 0)
+        return ", ".join(f"{FEATURE_LABELS[name]} ({_shown(features[name])})" for _, name in pulls[:most])
 
 
 @dataclass
@@ -363,6 +393,14 @@ def dense_similarity(hits: Sequence[Hit]) -> float:
     return min(others) if others else math.nan
 
 
+def _shown(value: float) -> str:
+    """A feature's value as a reason shows it: whole numbers without decimals, others to two places."""
+    value = float(value)
+    if not math.isfinite(value):
+        return "not measured"
+    return str(int(value)) if value.is_integer() else f"{value:.2f}"
+
+
 def best_answer_of(candidate: Candidate) -> BestAnswer:
     """The :class:`BestAnswer` of a candidate: text and span of its strongest paragraph, every paragraph in support."""
     first = candidate.support[0]
@@ -388,11 +426,14 @@ def decide(
         reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
         return Decision(None, None, None, reason, [], hit_answers)
     candidate = best_answer_of(candidates[0])
-    score = policy.answerability(answer_features(hits, candidates, len(read_hits), question, lexical))
+    features = answer_features(hits, candidates, len(read_hits), question, lexical)
+    score = policy.answerability(features)
     if abstain and policy.abstains and score is not None and score < policy.threshold:
+        against = policy.weighed_against(features)
         reason = (
             f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
-            f"(best candidate {candidate.text!r}, from {len(candidate.support)} of {len(read_hits)} paragraphs read)."
+            f"(best candidate {candidate.text!r}, from {len(candidate.support)} of {len(read_hits)} paragraphs read"
+            + (f"; against it most: {against}" if against else "") + ")."
         )
         return Decision(None, candidate, score, reason, candidates, hit_answers)
     return Decision(candidate, candidate, score, None, candidates, hit_answers)
