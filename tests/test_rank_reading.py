@@ -156,3 +156,24 @@ def test_a_screened_hit_the_reader_brings_first_is_rescored_in_fp32(reading_qa, 
         assert moved_up  # the reader's move did bring another paragraph first
     finally:
         reading_qa.reranker, reading_qa.answer_policy = torch_reranker, policy
+
+
+def test_blend_dense_replay_adds_the_cosine_and_bounds_a_hit_the_dense_list_missed(monkeypatch):
+    """benchmarks/blend_dense.py: final + weight * cosine, then the shipped move; a BM25-only hit takes the list's lowest."""
+    from conftest import REPO
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports its neighbours, as when run as a script
+    blend_dense = load_benchmark("blend_dense")
+
+    def hit(hid, final, dense=None):
+        return {"id": hid, "source_id": hid, "scores": {"final": final, **({"dense": dense} if dense is not None else {})}}
+
+    hits = [hit("a", 0.90, 0.30), hit("b", 0.80, 0.70), hit("c", 0.85)]
+    assert blend_dense.cosines(hits) == [0.30, 0.70, 0.30]
+    same_span = [{"spans": [{"text": "x", "start": 0, "end": 1, "score": 5.0}], "null": None}] * 3
+    record = {"id": "q", "answerable": True, "gold": "b", "hits": hits, "readings": same_span}
+    # equal span scores: the move keeps the order, so the cosine alone decides; at 0.5 "b" (0.80 + 0.35) passes "a"
+    assert blend_dense.reciprocal_ranks([record], 0.0).tolist() == [1 / 3]
+    assert blend_dense.reciprocal_ranks([record], 0.5).tolist() == [1.0]
+    rows = blend_dense.table([record], (0.0, 0.5))
+    assert rows[0]["diff"] == 0.0 and rows[1]["diff"] == pytest.approx(2 / 3) and rows[1]["recall@1"] == 1.0
