@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -34,6 +35,33 @@ def _private_model_cache(tmp_path_factory):
         os.environ.pop("QA_SEARCH_CACHE", None)
     else:
         os.environ["QA_SEARCH_CACHE"] = previous
+
+
+@contextlib.contextmanager
+def serve_on_loopback(app):
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL, stops it after.
+
+    For clients that bring their own HTTP stack (the Cohere SDK): they talk to the
+    server over a real socket, as users' clients do, not through a test transport.
+    """
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started, "uvicorn did not start within 20 s"
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def load_benchmark(name: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import serve_on_loopback
 from fastapi.testclient import TestClient
 
 from pipeline.apps.server import ServerSettings, create_app
@@ -101,16 +102,19 @@ def test_too_many_chunks_is_413_naming_the_limit(short_reranker):
     assert "30 (query, chunk) pairs" in response.json()["detail"] and "max_client_pairs" in response.json()["detail"]
 
 
-def test_the_cohere_sdk_v1_and_v2_clients(chunk_client, short_reranker):
+def test_the_cohere_sdk_v1_and_v2_clients(short_reranker):
+    """The official SDK as the client, with its own HTTP stack, over a real socket (as a user runs it)."""
     cohere = pytest.importorskip("cohere")
     docs = [ANSWER, FILLER, "Super Bowl 50 was played in Santa Clara."]
     want = short_reranker.score(QUESTION, docs)
-    v1 = cohere.Client(api_key="unused", base_url="http://testserver", httpx_client=chunk_client)
-    old = v1.rerank(model="tiny", query=QUESTION, documents=docs, top_n=2, return_documents=True)
+    app = create_app(None, rerankers={"tiny": short_reranker}, settings=ServerSettings(max_client_pairs=1000))
+    with serve_on_loopback(app) as url:
+        v1 = cohere.Client(api_key="unused", base_url=url)
+        old = v1.rerank(model="tiny", query=QUESTION, documents=docs, top_n=2, return_documents=True)
+        v2 = cohere.ClientV2(api_key="unused", base_url=url)
+        new = v2.rerank(model="tiny", query=QUESTION, documents=docs)
     assert [r.index for r in old.results] == list(np.argsort(-want, kind="stable")[:2])
     assert old.results[0].document.text == docs[old.results[0].index]
-    v2 = cohere.ClientV2(api_key="unused", base_url="http://testserver", httpx_client=chunk_client)
-    new = v2.rerank(model="tiny", query=QUESTION, documents=docs)
     assert [r.index for r in new.results] == list(np.argsort(-want, kind="stable"))
     for r in new.results:
         assert r.relevance_score == pytest.approx(float(want[r.index]), abs=1e-5)

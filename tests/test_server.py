@@ -10,6 +10,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from conftest import serve_on_loopback
 from fastapi.testclient import TestClient
 
 from pipeline.apps.server import ServerSettings, create_app
@@ -491,24 +492,10 @@ def test_openapi_documents_every_field_and_limit(small_limits):
 
 
 def test_uvicorn_serves_on_loopback(make_app):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(make_app(), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            assert c.get("/readyz").status_code == 200
-            body = c.post("/v1/rerank", json={"query": QUESTION, "documents": DOCS}).json()
-            assert len(body["results"]) == 4
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_on_loopback(make_app()) as url, httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/readyz").status_code == 200
+        body = c.post("/v1/rerank", json={"query": QUESTION, "documents": DOCS}).json()
+        assert len(body["results"]) == 4
 
 
 def test_serve_command_reports_a_missing_index(tmp_path, capsys):
