@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from conftest import load_benchmark, make_keyword_reader
@@ -172,7 +173,7 @@ def test_an_abstention_says_which_features_weighed_most_against_answering():
     decision = decide(hits, [Reading([Span("1856", start, start + 4, 9.0)])], policy,
                       question="In what year was Thomas Edison born?")
     assert decision.answer is None and decision.candidate.text == "1856"
-    assert decision.reason.endswith("(best candidate '1856', from 1 of 1 paragraphs read; against it most: how close "
+    assert decision.reason.endswith("(best candidate '1856', from the first paragraph; against it most: how close "
                                     "question and paragraph are in meaning (0.41), the question's terms the paragraph "
                                     "never mentions (2)).")
 
@@ -231,6 +232,7 @@ def test_a_squad2_reader_by_name_drives_abstention(squad2_reader, tiny_index, ti
     assert none.answer is None and none.answerability < 0.5
     assert none.no_answer_reason.startswith("No paragraph here answers this")
     assert "against it most: the reader's span score (" in none.no_answer_reason  # the policy's one feature, why
+    assert re.search(r"given by 1 of the first [23] paragraphs;", none.no_answer_reason)  # decided on 3 (or fewer hits)
     assert none.candidate is not None  # still viewable on request
     assert not any(h.answerable for h in none.hits)
     shown = none.to_dict()

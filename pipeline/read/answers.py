@@ -393,6 +393,13 @@ def dense_similarity(hits: Sequence[Hit]) -> float:
     return min(others) if others else math.nan
 
 
+def _given_by(support: int, decided_on: int) -> str:
+    """Which of the paragraphs the answer is decided on give the candidate, in words."""
+    if decided_on == 1:
+        return "from the first paragraph"
+    return f"given by {support} of the first {decided_on} paragraphs"
+
+
 def _shown(value: float) -> str:
     """A feature's value as a reason shows it: whole numbers without decimals, others to two places."""
     value = float(value)
@@ -432,7 +439,7 @@ def decide(
         against = policy.weighed_against(features)
         reason = (
             f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
-            f"(best candidate {candidate.text!r}, from {len(candidate.support)} of {len(read_hits)} paragraphs read"
+            f"(best candidate {candidate.text!r}, {_given_by(len(candidate.support), len(read_hits))}"
             + (f"; against it most: {against}" if against else "") + ")."
         )
         return Decision(None, candidate, score, reason, candidates, hit_answers)
