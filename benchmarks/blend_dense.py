@@ -20,7 +20,7 @@ printed for every weight so that the curve is visible; they are not a choice.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 from pathlib import Path
 
@@ -28,44 +28,35 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from answers_fit import paired_gap, read_span_scores  # noqa: E402
-from read_weight import load  # noqa: E402
+import read_weight  # noqa: E402
 
 from pipeline.config import SearchSettings  # noqa: E402
-from pipeline.rank.reading import read_order  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
+from pipeline.read.answers import dense_scores  # noqa: E402
 
 SHIPPED = SearchSettings()
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 def cosines(hits: list[dict]) -> list[float]:
-    """Each hit's dense score; the lowest of the list for a hit the dense list did not retrieve (0 without any)."""
-    known = [h["scores"]["dense"] for h in hits if h["scores"].get("dense") is not None]
-    floor = min(known) if known else 0.0
-    return [h["scores"]["dense"] if h["scores"].get("dense") is not None else floor for h in hits]
+    """Each hit's dense score (:func:`pipeline.read.answers.dense_scores`: the list's lowest for a hit it missed; 0 without any)."""
+    return [0.0 if math.isnan(c) else c for c in dense_scores([h["scores"] for h in hits])]
+
+
+def with_cosine(records: list[dict], weight: float) -> list[dict]:
+    """Copies of ``records`` whose hits' ``final`` scores have ``weight * cosine`` added."""
+    return [{**r, "hits": [{**h, "scores": {**h["scores"], "final": h["scores"]["final"] + weight * c}}
+                           for h, c in zip(r["hits"], cosines(r["hits"]))]} for r in records]
 
 
 def reciprocal_ranks(records: list[dict], weight: float) -> np.ndarray:
-    """Per question: reciprocal rank of the gold paragraph in the top 10 (0 if absent)."""
-    out = []
-    for r in records:
-        hits = r["hits"]
-        final = [h["scores"]["final"] + weight * c for h, c in zip(hits, cosines(hits))]
-        spans, _ = read_span_scores(r, SHIPPED.read_paragraphs)
-        ids = [hits[i]["source_id"] for i in read_order(final, spans, SHIPPED.read_weight)][:10]
-        out.append(1.0 / (ids.index(r["gold"]) + 1) if r["gold"] in ids else 0.0)
-    return np.array(out)
+    """Per question: reciprocal rank of the gold paragraph in the top 10 after the shipped move (0 if absent)."""
+    return read_weight.reciprocal_ranks(with_cosine(records, weight), SHIPPED.read_weight, SHIPPED.read_paragraphs)
 
 
 def table(records: list[dict], grid: tuple[float, ...]) -> list[dict]:
     base = reciprocal_ranks(records, 0.0)
-    rows = []
-    for weight in grid:
-        rr = reciprocal_ranks(records, weight)
-        gain, se = paired_gap(rr, base)
-        rows.append({"weight": weight, "mrr@10": float(rr.mean()), "recall@1": float((rr == 1.0).mean()),
-                     "diff": gain, "paired_se": se})
-    return rows
+    return [read_weight.row(reciprocal_ranks(records, weight), base, weight, SHIPPED.read_paragraphs) for weight in grid]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         path = getattr(args, name)
         if not path:
             continue
-        records = load(path)
+        records = read_weight.load(path)
         rows = report[name] = table(records, grid)
         print(f"\n{name}: {len(records)} answerable questions ({path})")
         print(f"{'weight':>7} {'MRR@10':>8} {'R@1':>7} {'diff':>7} {'SE':>6}")
@@ -92,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     report["chosen_weight"] = best["weight"] if best["diff"] > best["paired_se"] else 0.0
     print(f"\nchosen on tune: weight {report['chosen_weight']} (a gain must exceed its paired standard error)")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, report)
     return 0
 
 

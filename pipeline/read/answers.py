@@ -376,21 +376,25 @@ def answer_features(
 
 
 def dense_similarity(hits: Sequence[Hit]) -> float:
-    """The bi-encoder's similarity of the question and the first hit (``scores["dense"]``); NaN without dense scores.
+    """The bi-encoder's similarity of the question and the first hit (:func:`dense_scores`); NaN without dense scores.
 
-    When the dense list did not retrieve the first hit, its similarity is below every
-    one the list returned: the lowest dense score among ``hits`` stands in for it.
     SQuAD 2.0's unanswerable questions sit further from their closest paragraph in
     the bi-encoder's space than answerable ones do (docs/answers.md), and the
     bi-encoder never saw them.
     """
-    if not hits:
-        return math.nan
-    first = hits[0].scores.get("dense")
-    if first is not None:
-        return float(first)
-    others = [float(h.scores["dense"]) for h in hits if h.scores.get("dense") is not None]
-    return min(others) if others else math.nan
+    return dense_scores([h.scores for h in hits])[0] if hits else math.nan
+
+
+def dense_scores(scores: Sequence[Mapping[str, float]]) -> list[float]:
+    """Each hit's bi-encoder similarity to the question, from its ``scores`` (``"dense"``).
+
+    A hit the dense list did not retrieve has a similarity below every one the list
+    returned: the lowest among these hits stands in for it. NaN for every hit when
+    none has a dense score (a BM25 search).
+    """
+    known = [float(s["dense"]) for s in scores if s.get("dense") is not None]
+    floor = min(known) if known else math.nan
+    return [float(s["dense"]) if s.get("dense") is not None else floor for s in scores]
 
 
 def _given_by(support: int, decided_on: int) -> str:
