@@ -108,6 +108,8 @@ def main(argv=None) -> int:
                     "null_head": qa.reader.allow_no_answer,
                     "oracle": oracle[batch.index(q)].best.text if q.answerable and oracle[batch.index(q)].best else None,
                     "candidates": args.candidates or qa.settings.candidates,
+                    # the blend's weight of the bi-encoder similarity in each hit's "final" (blend_dense.py replays others)
+                    "similarity_weight": qa.settings.similarity_weight,
                 }
                 k += len(read)
                 f.write(json.dumps(record) + "\n")

@@ -1,13 +1,19 @@
-"""Would the bi-encoder's cosine, added to the blended score, order the hits better? Tune and held out, side by side.
+"""How much should the bi-encoder's similarity weigh in the blend? Tune and held out, side by side.
 
 The answer policy's strongest signal is the bi-encoder's similarity of question
-and paragraph (docs/answers.md); the order uses it only through the fused score.
-This replays answers collections (benchmarks/answers_collect.py) with each hit's
-``final + weight * cosine`` (a hit the dense list did not retrieve takes the
-lowest cosine of the list, an upper bound of its own), then the reader's move as
-shipped (:func:`pipeline.rank.reading.read_order`, ``read_paragraphs`` and
-``read_weight`` of :class:`~pipeline.config.SearchSettings`), and prints MRR@10
-and Recall@1 of the gold paragraph with the paired difference against weight 0.
+and paragraph (docs/answers.md); before session 13 the order used it only
+through the fused score. This replays answers collections
+(benchmarks/answers_collect.py) with each hit's ``final`` recomputed for another
+``similarity_weight``: ``final + (weight - collected weight) * similarity``,
+where the collected weight is the record's ``similarity_weight`` (0 for
+collections made before the blend weighed it, whose hits the dense list missed
+take the lowest similarity of the list, an upper bound of their own; newer
+collections carry every hit's own), then the reader's move as shipped
+(:func:`pipeline.rank.reading.read_order`, ``read_paragraphs`` and ``read_weight``
+of :class:`~pipeline.config.SearchSettings`), and prints MRR@10 and Recall@1 of
+the gold paragraph with the paired difference against weight 0. A collection
+holds each question's first 10 hits of its own order: a weight far from the
+collected one cannot bring up a paragraph outside them.
 
 The choice rule is read_weight.py's: the best weight on **tune** (the smaller on a
 tie within one paired standard error of 0 counts as no gain). Held-out rows are
@@ -44,8 +50,9 @@ def cosines(hits: list[dict]) -> list[float]:
 
 
 def with_cosine(records: list[dict], weight: float) -> list[dict]:
-    """Copies of ``records`` whose hits' ``final`` scores have ``weight * cosine`` added."""
-    return [{**r, "hits": [{**h, "scores": {**h["scores"], "final": h["scores"]["final"] + weight * c}}
+    """Copies of ``records`` whose hits' ``final`` scores weigh the similarity by ``weight`` instead of as collected."""
+    return [{**r, "hits": [{**h, "scores": {**h["scores"],
+                                            "final": h["scores"]["final"] + (weight - r.get("similarity_weight", 0.0)) * c}}
                            for h, c in zip(r["hits"], cosines(r["hits"]))]} for r in records]
 
 

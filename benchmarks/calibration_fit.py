@@ -93,6 +93,15 @@ def figures(model, hits: dict[str, np.ndarray], variant: str) -> dict[str, float
             "first_flag_recall": float((flagged & gold).sum() / max(gold.sum(), 1))}
 
 
+def similarity_weight_of(path: str) -> float:
+    """The blend's ``similarity_weight`` the collection's final scores were made with (0 before it was recorded)."""
+    weights = {json.loads(line).get("similarity_weight", 0.0)
+               for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()}
+    if len(weights) != 1:
+        raise ValueError(f"{path} mixes final scores of similarity weights {sorted(weights)}; collect it again")
+    return float(weights.pop())
+
+
 def platt(model) -> Platt:
     final, first = (float(w) for w in model.coef_[0])
     return Platt({"final": final, "first": first}, float(model.intercept_[0]))
@@ -107,7 +116,7 @@ def write_calibration(args: argparse.Namespace, with_reading, hits: int) -> Fina
     calibration = FinalCalibration(
         reranker=args.reranker, reader=args.reader, rerank_weight=SearchSettings().rerank_weight,
         read_weight=args.read_weight, with_reading=platt(with_reading), without_reading=platt(without_reading),
-        read_paragraphs=args.paragraphs,
+        read_paragraphs=args.paragraphs, similarity_weight=similarity_weight_of(args.tune),
         fitted={"collection": Path(args.tune).name, "hits": hits, "paragraphs_read": args.paragraphs,
                 "label": "the hit is the question's gold paragraph",
                 "command": "python benchmarks/calibration_fit.py --write"})

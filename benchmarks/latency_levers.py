@@ -33,8 +33,9 @@ from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.rerank.blend import blended_scores  # noqa: E402
 from pipeline.retrieve.retriever import LIST_DEPTH  # noqa: E402
 
-#: The shipped blend weight, replayed for every combination (read once, not per question).
+#: The shipped blend weights, replayed for every combination (read once, not per question).
 RERANK_WEIGHT = SearchSettings().rerank_weight
+SIMILARITY_WEIGHT = SearchSettings().similarity_weight
 
 
 def collect(args: argparse.Namespace) -> None:
@@ -91,10 +92,14 @@ def replay_one(record: dict, depth: int, keep: int, agreed: int, top_k: int = 10
     probs = screened([c["p8"] for c in cands], [c["p32"] for c in cands], keep)
     best: dict[str, list[float]] = {}
     for c, p in zip(cands, probs):
-        entry = best.setdefault(c["sid"], [-1.0, -1e9])
+        entry = best.setdefault(c["sid"], [-1.0, -1e9, -1e9])
         entry[0], entry[1] = max(entry[0], p), max(entry[1], c["scores"]["fused"])
+        entry[2] = max(entry[2], c["scores"].get("dense", -1e9))
     sources = list(best)
-    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], RERANK_WEIGHT)
+    # a collection made before searches gave every candidate its similarity lacks it where the dense list missed
+    final = blended_scores([best[s][0] for s in sources], [best[s][1] for s in sources], RERANK_WEIGHT,
+                           similarities=[best[s][2] if best[s][2] > -1e9 else None for s in sources],
+                           similarity_weight=SIMILARITY_WEIGHT)
     order = [sources[i] for i in sorted(range(len(sources)), key=lambda i: (-final[i], i))]
     rank = order[:10].index(record["gold"]) + 1 if record["gold"] in order[:10] else 0
     return (1.0 / rank if rank else 0.0), n

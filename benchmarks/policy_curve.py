@@ -86,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     table = []
     fused = per_question(np.array([r.features["fused"] for r in rows]))
     prob = per_question(np.array([1 / (1 + math.exp(-r.features["rerank_logit"])) for r in rows]))
-    weight = SearchSettings().rerank_weight
+    weight, similarity_weight = SearchSettings().rerank_weight, SearchSettings().similarity_weight
+    # rows record the cosine of the paragraphs the dense list found; the others add nothing here
+    cosine = per_question(np.array([r.features["dense_cosine"] if r.features["dense_found"] else np.nan for r in rows]))
     for depth in depths:
-        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], weight) for q in prob}
+        blend = {q: blended_scores(prob[q][:depth], fused[q][:depth], weight,
+                                   similarities=[None if math.isnan(c) else c for c in cosine[q][:depth]],
+                                   similarity_weight=similarity_weight) for q in prob}
         table.append({"order": "hybrid (fused)", "depth": depth, **figures(questions, fused, depth)})
         table.append({"order": "blend (shipped rerank_weight)", "depth": depth, **figures(questions, blend, depth)})
     for name, names in SETS.items():

@@ -287,6 +287,12 @@ class SearchSettings:
             paragraph's score does not depend on ``candidates``; see
             :func:`pipeline.rerank.blend.blended_scores`); 1.0 is the reranker
             alone. Chosen on tune articles (docs/ranking.md).
+        similarity_weight: the blend also adds ``similarity_weight`` times
+            the bi-encoder's similarity of question and paragraph (a reranked
+            search gives every candidate of a dense or hybrid search its
+            similarity; a BM25 search has none to add); 0 = the fused score
+            alone carries the retrieval evidence. Chosen on tune articles
+            (docs/ranking.md).
         read_weight: with the blend, the paragraphs the reader reads (the
             first ``read_paragraphs``) move by ``read_weight * best span
             score`` added to their blended score (see
@@ -314,8 +320,9 @@ class SearchSettings:
     candidates: int = 15
     agreed_candidates: int = 10
     rerank_weight: float = 0.5
+    similarity_weight: float = 0.5
     read_weight: float = 0.06
-    read_paragraphs: int = 5
+    read_paragraphs: int = 4
     top_k: int = 10
     threshold: float = 0.5
     max_query_chars: int = 2000
@@ -326,7 +333,7 @@ class SearchSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", RetrievalMode.parse(self.mode))
         object.__setattr__(self, "fusion", FusionMethod.parse(self.fusion))
-        for name in ("threshold", "dense_weight", "rerank_weight"):
+        for name in ("threshold", "dense_weight", "rerank_weight", "similarity_weight"):
             _check_unit(name, getattr(self, name))
         for name in ("candidates", "top_k", "rrf_k", "max_query_chars", "read_paragraphs"):
             _check_positive_int(name, getattr(self, name))

@@ -59,6 +59,7 @@ from pipeline.read.answers import (
 from pipeline.read.reader import Reader, Reading
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
+from pipeline.rerank.blend import describe as describe_blend
 from pipeline.rerank.cascade import Cascade, ExactFirst
 from pipeline.rerank.chunking import score_whole
 from pipeline.rerank.depth import rerank_depth
@@ -472,7 +473,9 @@ class QAPipeline:
         if policy is not None:
             final = [policy.probability(raw[p], scores, ranks) for p, (_, scores, ranks) in enumerate(paragraphs)]
         else:
-            final = blended_scores(raw, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight)
+            final = blended_scores(raw, [scores["fused"] for _, scores, _ in paragraphs], cfg.rerank_weight,
+                                   similarities=[scores.get("dense") for _, scores, _ in paragraphs],
+                                   similarity_weight=cfg.similarity_weight)
         return paragraphs, raw, final, sorted(range(len(paragraphs)), key=lambda p: (-final[p], p))
 
     def _hits(self, cands: list[Candidate], probs: list[float] | None, cfg: SearchSettings,
@@ -530,7 +533,9 @@ class QAPipeline:
         if isinstance(calibration, FinalCalibration):
             why = calibration.mismatch(rerank_weight=cfg.rerank_weight, read_weight=cfg.read_weight if moved else 0.0,
                                        reader=self.reader.name if moved and self.reader else None,
-                                       read_paragraphs=self._paragraphs_read(cfg))
+                                       read_paragraphs=self._paragraphs_read(cfg),
+                                       similarity_weight=cfg.similarity_weight,
+                                       similarity=all("dense" in h.scores for h in shown))
             if why is not None:
                 return f"none (the reranker's probability: the calibration was {why})"
             probabilities = calibration.probabilities([h.scores["final"] for h in shown], read=moved)
@@ -555,7 +560,7 @@ class QAPipeline:
             "reader": self.reader.name if read and self.reader else None,
             "rerank_backend": self.reranker.describe() if reranked and self.reranker else None,
             "reader_backend": self.reader.describe() if read and self.reader else None,
-            "policy": (policy.describe() if policy else f"blend (rerank_weight {cfg.rerank_weight})")
+            "policy": (policy.describe() if policy else describe_blend(cfg.rerank_weight, cfg.similarity_weight))
             if reranked and self.reranker else None,
             "index": str(self.index.path),
         }

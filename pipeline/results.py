@@ -41,7 +41,9 @@ class Hit:
     when reranking is off; ``answerable`` is
     ``probability >= threshold`` (``None`` without a reranker). ``scores`` and
     ``ranks`` (1-based) hold every stage that saw the passage, each named for
-    what it is: ``bm25``, ``dense`` and ``fused`` (score and rank in that list),
+    what it is: ``bm25``, ``dense`` and ``fused`` (score and rank in that list;
+    a reranked search gives every hit its bi-encoder similarity as ``dense``,
+    also a hit the dense list missed, which then has no ``dense`` rank),
     ``rerank`` (the reranker's probability, and the paragraph's rank by it
     alone), ``read`` (the reader's best span score, on the hits it read) and
     ``final`` (the score that orders the hits, and the hit's place).

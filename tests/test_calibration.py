@@ -22,7 +22,7 @@ from pipeline.rank.policy import Policy, logit
 PLATT = Policy(reranker=None, coef={"rerank_logit": 2.0}, intercept=-1.0)
 FINAL = FinalCalibration(reranker=None, reader=None, rerank_weight=0.5, read_weight=0.08,
                          with_reading=Platt({"final": 3.0, "first": 2.0}, -5.0),
-                         without_reading=Platt({"final": 8.0, "first": 1.0}, -6.0))
+                         without_reading=Platt({"final": 8.0, "first": 1.0}, -6.0), similarity_weight=0.5)
 
 
 def sigmoid(z: float) -> float:
@@ -52,29 +52,43 @@ def test_final_score_calibration_refuses_weights_that_would_break_the_order():
 
 
 def test_a_final_score_calibration_says_which_searches_it_holds_for():
-    assert FINAL.mismatch(rerank_weight=0.5, read_weight=0.08, reader="/m/reader") is None
-    assert FINAL.mismatch(rerank_weight=0.5, read_weight=0.0, reader=None) is None  # not read: the other weights
-    assert FINAL.mismatch(rerank_weight=0.7, read_weight=0.08, reader=None) == (
+    assert FINAL.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader="/m/reader") is None
+    # not read: the other weights
+    assert FINAL.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.0, reader=None) is None
+    assert FINAL.mismatch(similarity_weight=0.5, rerank_weight=0.7, read_weight=0.08, reader=None) == (
         "fitted for rerank_weight 0.5, this search uses 0.7")
-    assert FINAL.mismatch(rerank_weight=0.5, read_weight=0.2, reader="/m/reader") == (
+    assert FINAL.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.2, reader="/m/reader") == (
         "fitted for read_weight 0.08, this search uses 0.2")
     named = FinalCalibration(**{**FINAL.__dict__, "reader": "/shared/models/the-reader"})
-    assert named.mismatch(rerank_weight=0.5, read_weight=0.08, reader="elsewhere/the-reader") is None
+    assert named.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader="elsewhere/the-reader") is None
     assert "fitted with the reader the-reader, this search reads with other" in named.mismatch(
-        rerank_weight=0.5, read_weight=0.08, reader="/m/other")
+        similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader="/m/other")
     three = FinalCalibration(**{**FINAL.__dict__, "read_paragraphs": 3})
-    assert three.mismatch(rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=3) is None
-    assert three.mismatch(rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=5) == (
+    assert three.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=3) is None
+    assert three.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader="/m/reader", read_paragraphs=5) == (
         "fitted with 3 paragraphs read, this search reads 5")
-    assert three.mismatch(rerank_weight=0.5, read_weight=0.0, reader=None, read_paragraphs=5) is None  # not read
+    assert three.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.0, reader=None,
+                          read_paragraphs=5) is None  # not read
     assert FinalCalibration.from_dict(three.to_dict()).read_paragraphs == 3
     # a file of before read_paragraphs: the count it recorded among its fitting facts
     recorded = {**{k: v for k, v in FINAL.to_dict().items() if k != "read_paragraphs"}, "fitted": {"paragraphs_read": 2}}
     assert FinalCalibration.from_dict(recorded).read_paragraphs == 2
     # a file fitted before the blend took fused scores relative to the best one (no "blend" in it) does not hold
     before = FinalCalibration.from_dict({k: v for k, v in FINAL.to_dict().items() if k != "blend"})
-    assert before.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None).startswith(
-        "fitted on another blend (min-max over candidates; this version blends relative to the best fused score)")
+    assert before.mismatch(similarity_weight=0.5, rerank_weight=0.5, read_weight=0.08, reader=None).startswith(
+        "fitted on another blend (min-max over candidates; this version blends relative to the best fused score, plus")
+    # nor one fitted before the blend weighed the bi-encoder's similarity
+    unweighed = FinalCalibration.from_dict({**FINAL.to_dict(), "blend": "relative to the best fused score"})
+    assert "fitted on another blend (relative to the best fused score;" in unweighed.mismatch(
+        rerank_weight=0.5, read_weight=0.08, reader=None)
+    weighed = FinalCalibration.from_dict(FINAL.to_dict())
+    assert weighed.similarity_weight == 0.5
+    assert weighed.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None, similarity_weight=0.5) is None
+    assert weighed.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None, similarity_weight=0.2) == (
+        "fitted for similarity_weight 0.5, this search uses 0.2")
+    assert weighed.mismatch(rerank_weight=0.5, read_weight=0.08, reader=None, similarity_weight=0.5,
+                            similarity=False) == (
+        "fitted with the bi-encoder's similarity in the blend, and this search has none (no dense scores)")
 
 
 def test_finding_a_calibration(tmp_path, caplog):
@@ -107,7 +121,8 @@ def test_the_shipped_calibration_is_a_monotone_one_for_the_standins(standin_rera
     assert isinstance(found, FinalCalibration) and load_calibration(DEFAULT_FILE) == found
     shipped = SearchSettings()
     assert found.mismatch(rerank_weight=shipped.rerank_weight, read_weight=shipped.read_weight,
-                          reader=str(standin_reader)) is None
+                          reader=str(standin_reader), read_paragraphs=shipped.read_paragraphs,
+                          similarity_weight=shipped.similarity_weight) is None
     for platt in (found.with_reading, found.without_reading):
         assert platt.weights["final"] > 0 and platt.weights["first"] >= 0
     assert find_calibration(None, "cross-encoder/qnli-electra-base") is None  # fitted for the stand-in only
@@ -144,6 +159,12 @@ def test_the_pipeline_flags_by_the_calibrated_final_score_and_orders_as_before(t
     assert [h.probability for h in other.hits] == [h.scores["rerank"] for h in other.hits]
     assert other.settings["calibration"] == ("none (the reranker's probability: the calibration was fitted for "
                                              "rerank_weight 0.5, this search uses 0.8)")
+    # a BM25 search has no bi-encoder similarity for the blend to add: its final scores are on another scale
+    bm25 = final.search(QUESTION, top_k=6, candidates=6, mode="bm25")
+    assert all("dense" not in h.scores for h in bm25.hits)
+    assert [h.probability for h in bm25.hits] == [h.scores["rerank"] for h in bm25.hits]
+    assert bm25.settings["calibration"].endswith("fitted with the bi-encoder's similarity in the blend, and this "
+                                                 "search has none (no dense scores))")
 
 
 def test_a_search_that_reads_uses_the_weights_fitted_after_the_readers_move(tiny_index, tiny_cross_encoder,

@@ -14,7 +14,8 @@ def tiny_qa(tiny_index, tiny_cross_encoder):
 
 
 def test_search_result_shape_and_ranges(tiny_qa):
-    result = tiny_qa.search("What is the capital of Germany?", top_k=4, candidates=6, rerank_weight=1.0)
+    result = tiny_qa.search("What is the capital of Germany?", top_k=4, candidates=6, rerank_weight=1.0,
+                            similarity_weight=0.0)
     assert len(result.hits) == 4
     probs = [h.probability for h in result.hits]
     assert probs == sorted(probs, reverse=True)
@@ -35,17 +36,44 @@ def test_by_default_the_blend_orders_and_the_probability_flags(tiny_index, tiny_
                               rerank_backend="torch")  # no int8 screen, so no cap (tested below)
     question = "What is the capital of Germany?"
     mixed = tiny_qa.search(question, top_k=6, candidates=6)
-    assert mixed.settings["policy"] == "blend (rerank_weight 0.5)"
-    want = blended_scores([h.probability for h in mixed.hits], [h.scores["fused"] for h in mixed.hits], 0.5)
+    assert mixed.settings["policy"] == "blend (rerank_weight 0.5, similarity_weight 0.5)"
+    assert all(-1.0 <= h.scores["dense"] <= 1.0 for h in mixed.hits)  # every hit's bi-encoder similarity
+    want = blended_scores([h.probability for h in mixed.hits], [h.scores["fused"] for h in mixed.hits], 0.5,
+                          similarities=[h.scores["dense"] for h in mixed.hits], similarity_weight=0.5)
     assert [h.scores["final"] for h in mixed.hits] == pytest.approx(want, abs=1e-6)
     assert want == sorted(want, reverse=True) and [h.ranks["final"] for h in mixed.hits] == list(range(1, 7))
     assert all(h.probability == h.scores["rerank"] and h.answerable == (h.probability >= 0.5) for h in mixed.hits)
-    # Weight 0 keeps the retrieval order; the probabilities and flags are the same either way.
-    retrieval = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.0)
+    # Both weights 0 keep the retrieval order; the probabilities and flags are the same either way.
+    retrieval = tiny_qa.search(question, top_k=6, candidates=6, rerank_weight=0.0, similarity_weight=0.0)
     assert [h.ranks["fused"] for h in retrieval.hits] == sorted(h.ranks["fused"] for h in retrieval.hits)
     assert {h.id: h.probability for h in retrieval.hits} == {h.id: h.probability for h in mixed.hits}
     with pytest.raises(ConfigError, match="rerank_weight must be between 0 and 1"):
         tiny_qa.search(question, rerank_weight=1.5)
+
+
+def test_a_reranked_search_gives_every_candidate_its_bi_encoder_similarity(tiny_index, tiny_bi_encoder):
+    """Candidates the dense list missed get their similarity from the index's stored vectors, not a stand-in."""
+    from pipeline.config import SearchSettings
+    from pipeline.index import SearchIndex
+    from pipeline.models.encoder import BiEncoder
+    from pipeline.retrieve import Retriever
+
+    index = SearchIndex.load(tiny_index)
+    encoder = BiEncoder.load(str(tiny_bi_encoder), device="cpu")
+    retriever = Retriever(index, encoder)
+    missed = 0
+    for question in ("Which river flows through the capital of Germany?", "What is the capital of Spain?",
+                     "Who won the Super Bowl?"):
+        everything = dict(index.dense.search(encoder.encode([question]), len(index.passages))[0])
+        for k in (1, 2, 3):  # shallow lists, so that BM25 brings candidates the dense list missed
+            [found] = retriever.retrieve_many([question], k, SearchSettings(), list_depth=k)
+            for cand in found.candidates:
+                assert cand.scores["dense"] == pytest.approx(everything[cand.position], abs=1e-5)
+                missed += "dense" not in cand.ranks
+            # a search that is not reranked (no list depth) keeps the lists as they are
+            [plain] = retriever.retrieve_many([question], k, SearchSettings())
+            assert all(("dense" in c.scores) == ("dense" in c.ranks) for c in plain.candidates)
+    assert missed, "the fixture should give candidates only BM25 found"
 
 
 def test_the_blends_final_score_does_not_depend_on_how_many_candidates(tiny_index, tiny_cross_encoder):
@@ -58,6 +86,7 @@ def test_the_blends_final_score_does_not_depend_on_how_many_candidates(tiny_inde
         for source, hit in few.items():
             assert hit.scores["final"] == pytest.approx(many[source].scores["final"], abs=1e-6)
             assert hit.scores["fused"] == pytest.approx(many[source].scores["fused"], abs=1e-12)
+            assert hit.scores["dense"] == pytest.approx(many[source].scores["dense"], abs=1e-6)  # the blend weighs it
         # the early stop (fewer candidates where BM25 and the bi-encoder agree) changes no score either
         stopped = {h.source_id: h for h in qa.search(question, top_k=3, candidates=8, agreed_candidates=3).hits}
         for source, hit in stopped.items():
@@ -226,6 +255,12 @@ def test_blend_formula_on_hand_computed_values():
     assert blended_order([0.5, 0.5], [2.0, 2.0], 0.5) == [0, 1]  # ties keep the retrieval order
     with pytest.raises(ValueError, match="2 probabilities for 3 fused scores"):
         blended_scores([0.1, 0.2], [1.0, 2.0, 3.0], 0.5)
+    # the bi-encoder's similarity, weighed on its own; a candidate without one (a BM25 search) adds nothing
+    assert blended_scores([0.8, 0.0, 0.4], [1.0, 3.0, 2.0], 0.25, similarities=[0.6, 0.2, None],
+                          similarity_weight=0.5) == pytest.approx([0.75, 0.85, 0.6])
+    assert blended_order([0.8, 0.0], [1.0, 3.0], 0.25, similarities=[0.9, 0.1], similarity_weight=1.0) == [0, 1]
+    with pytest.raises(ValueError, match="1 similarities for 2 fused scores"):
+        blended_scores([0.1, 0.2], [1.0, 2.0], 0.5, similarities=[0.3], similarity_weight=0.5)
 
 
 def test_a_load_time_setting_is_an_error_per_search(tiny_qa):

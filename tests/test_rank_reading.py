@@ -52,7 +52,7 @@ def test_the_answer_is_decided_on_the_read_hits_first_in_their_new_order():
 
 
 def test_read_weight_and_read_paragraphs_are_checked():
-    assert (SearchSettings().read_weight, SearchSettings().read_paragraphs) == (0.06, 5)
+    assert (SearchSettings().read_weight, SearchSettings().read_paragraphs) == (0.06, 4)
     with pytest.raises(ConfigError, match="read_weight must be a number from 0 to 10"):
         SearchSettings(read_weight=-0.1)
     with pytest.raises(ConfigError, match="read_paragraphs"):
@@ -71,7 +71,8 @@ def test_the_pipeline_moves_read_hits_by_their_span_score_and_answers_from_the_n
     moved = reading_qa.search(question, top_k=6, candidates=6, read_weight=10.0, read_paragraphs=3)
     assert still.settings["read_weight"] == 0.0 and moved.settings["read_weight"] == 10.0
     # weight 0: the blend's order, no reader score in it
-    blend = blended_scores([h.probability for h in still.hits], [h.scores["fused"] for h in still.hits], 0.5)
+    blend = blended_scores([h.probability for h in still.hits], [h.scores["fused"] for h in still.hits], 0.5,
+                           similarities=[h.scores["dense"] for h in still.hits], similarity_weight=0.5)
     assert [h.scores["final"] for h in still.hits] == pytest.approx(blend, abs=1e-6)
     assert all("read" not in h.scores for h in still.hits)
     # the read hits (the first read_paragraphs) carry their span score and final = blend + weight * span
@@ -177,3 +178,8 @@ def test_blend_dense_replay_adds_the_cosine_and_bounds_a_hit_the_dense_list_miss
     assert blend_dense.reciprocal_ranks([record], 0.5).tolist() == [1.0]
     rows = blend_dense.table([record], (0.0, 0.5))
     assert rows[0]["diff"] == 0.0 and rows[1]["diff"] == pytest.approx(2 / 3) and rows[1]["recall@1"] == 1.0
+    # a collection whose final scores already weigh the similarity by 0.5: weight 0 takes it out again
+    weighed = {**record, "similarity_weight": 0.5,
+               "hits": [hit("a", 0.90 + 0.15, 0.30), hit("b", 0.80 + 0.35, 0.70), hit("c", 0.85 + 0.15, 0.30)]}
+    assert blend_dense.reciprocal_ranks([weighed], 0.5).tolist() == [1.0]
+    assert blend_dense.reciprocal_ranks([weighed], 0.0).tolist() == pytest.approx([1 / 3])

@@ -449,3 +449,25 @@ def test_window_tokens_zero_keeps_paragraphs_whole(tmp_path):
     assert len(load_corpus(corpus, max_tokens=448, overlap=64).passages) > 1
     whole = load_corpus(corpus, max_tokens=0, overlap=0).passages
     assert len(whole) == 1 and whole[0].id == "d0" and whole[0].text.startswith(long_text[:50])
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-sq"])
+def test_similarities_from_stored_vectors_equal_the_search_scores(kind):
+    """The blend weighs a candidate's bi-encoder similarity even where the dense list missed it: from the stored vector."""
+    from pipeline.index.dense import DenseIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(1100, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    dense = DenseIndex.build(vectors, kind)
+    query = vectors[7] + 0.1 * vectors[9]
+    positions = [7, 1099, 3, 500]
+    exact = vectors[positions] @ query
+    got = dense.similarities(query, positions)
+    assert got == pytest.approx(exact, abs=1e-5 if kind != "ivf-sq" else 1e-5)  # ivf-sq keeps exact vectors to re-score
+    assert dense.similarities(query, []).shape == (0,)
+    if kind == "ivf-sq":  # without exact re-scoring the index keeps no vector to give back
+        bare = DenseIndex.create(kind, 16, len(vectors), refine=False)
+        bare.train(vectors)
+        bare.add(vectors)
+        assert bare.similarities(query, positions) is None

@@ -41,7 +41,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import faiss
 import numpy as np
@@ -121,6 +121,22 @@ class DenseIndex:
         if rest > 0 and self.delta is not None:
             parts.append(self.delta.reconstruct_n(max(start, main) - main, rest))
         return np.concatenate(parts) if parts else np.zeros((0, self.dimension), np.float32)
+
+    def similarities(self, query: np.ndarray, positions: Sequence[int]) -> np.ndarray | None:
+        """The inner product of one query vector with the stored vectors at ``positions`` (the index's similarity).
+
+        Exact for flat and HNSW indexes and for IVF kinds built with exact re-scoring
+        (their stored full vectors); ``None`` where the index keeps no vector it can
+        give back (an IVF index without re-scoring).
+        """
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        main = int(self.index.ntotal)
+        try:
+            vectors = np.stack([self.index.reconstruct(int(p)) if p < main else self.delta.reconstruct(int(p) - main)
+                                for p in positions]) if len(positions) else np.zeros((0, self.dimension), np.float32)
+        except RuntimeError:  # FAISS: "reconstruct not implemented" / no direct map
+            return None
+        return vectors @ query
 
     # -- building -----------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ that (docs/evaluation.md, "Reliability"). Two kinds of calibration file exist,
 both plain JSON (no code), both Platt scaling fitted by logistic regression:
 
 * **Final score** (``"kind": "final-score"``, the default): the score that orders
-  the hits (the blend of ``rerank_weight``, plus the reader's move on the hits it
+  the hits (the blend of ``rerank_weight`` and ``similarity_weight``, plus the reader's move on the hits it
   read, ``scores["final"]``) and one more feature, ``first`` (1 for the first hit,
   else 0)::
 
@@ -17,7 +17,7 @@ both plain JSON (no code), both Platt scaling fitted by logistic regression:
   one score. Two sets of weights are stored, fitted on the same tune questions:
   one for searches that read (the reader's move adds ``read_weight`` times a
   span score to the first hits) and one for searches that do not. They hold only
-  for the ``rerank_weight``, ``read_weight`` and ``read_paragraphs`` they were fitted with, and the
+  for the ``rerank_weight``, ``similarity_weight``, ``read_weight`` and ``read_paragraphs`` they were fitted with, and the
   reranker (and, when reading, the reader) they were fitted for; any other search
   keeps the reranker's own probability, and ``settings["calibration"]`` says why.
   Fitted by ``benchmarks/calibration_fit.py --write FILE`` from the tune answers
@@ -106,6 +106,7 @@ class FinalCalibration:
     fitted: dict[str, Any] = field(default_factory=dict)
     blend: str = BLEND_FORMULA  # the blend formula whose final scores it was fitted on
     read_paragraphs: int | None = None  # how many first hits the reader read and moved (None: not recorded)
+    similarity_weight: float = 0.0  # the blend's weight of the bi-encoder similarity it was fitted with
 
     def probabilities(self, finals: Sequence[float], *, read: bool) -> list[float]:
         """The calibrated probability of each hit, given the final scores in the order shown (best first)."""
@@ -116,12 +117,20 @@ class FinalCalibration:
         return _same_model(self.reranker, reranker)
 
     def mismatch(self, *, rerank_weight: float, read_weight: float, reader: str | None,
-                 read_paragraphs: int | None = None) -> str | None:
-        """Why this calibration does not hold for a search with these settings, or ``None`` when it does."""
+                 read_paragraphs: int | None = None, similarity_weight: float = 0.0,
+                 similarity: bool = True) -> str | None:
+        """Why this calibration does not hold for a search with these settings, or ``None`` when it does.
+
+        ``similarity``: the hits carry the bi-encoder similarity the blend adds (a BM25 search's do not).
+        """
         if self.blend != BLEND_FORMULA:
             return f"fitted on another blend ({self.blend}; this version blends {BLEND_FORMULA}): refit it"
         if not math.isclose(rerank_weight, self.rerank_weight):
             return f"fitted for rerank_weight {self.rerank_weight}, this search uses {rerank_weight}"
+        if not math.isclose(similarity_weight, self.similarity_weight):
+            return f"fitted for similarity_weight {self.similarity_weight}, this search uses {similarity_weight}"
+        if self.similarity_weight > 0 and not similarity:
+            return "fitted with the bi-encoder's similarity in the blend, and this search has none (no dense scores)"
         if reader is not None and read_weight > 0:
             why = reading_mismatch(self.read_weight, self.read_paragraphs, read_weight, read_paragraphs)
             if why is not None:
@@ -132,7 +141,8 @@ class FinalCalibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": KIND, "format": FORMAT, "reranker": self.reranker, "reader": self.reader,
-                "blend": self.blend, "rerank_weight": self.rerank_weight, "read_weight": self.read_weight,
+                "blend": self.blend, "rerank_weight": self.rerank_weight, "similarity_weight": self.similarity_weight,
+                "read_weight": self.read_weight,
                 "read_paragraphs": self.read_paragraphs,
                 "with_reading": self.with_reading.to_dict(), "without_reading": self.without_reading.to_dict(),
                 "fitted": self.fitted}
@@ -152,6 +162,7 @@ class FinalCalibration:
 
         return cls(reranker=data.get("reranker"), reader=data.get("reader"),
                    rerank_weight=float(data["rerank_weight"]), read_weight=float(data["read_weight"]),
+                   similarity_weight=float(data.get("similarity_weight", 0.0)),
                    with_reading=platt("with_reading"), without_reading=platt("without_reading"),
                    fitted=dict(data.get("fitted") or {}), blend=str(data.get("blend", "min-max over candidates")),
                    read_paragraphs=_count(data.get("read_paragraphs", (data.get("fitted") or {}).get("paragraphs_read"))))

@@ -65,7 +65,8 @@ def features(probability: float, scores: Mapping[str, float], ranks: Mapping[str
         rank = ranks.get(stage)
         out[f"{stage}_log_rank"] = absent if rank is None else math.log(rank)
         out[f"{stage}_found"] = 0.0 if rank is None else 1.0
-    out["dense_cosine"] = float(scores.get("dense", 0.0))
+    # as fitted: 0 for a paragraph the dense list missed (a reranked search gives it its similarity all the same)
+    out["dense_cosine"] = float(scores.get("dense", 0.0)) if "dense" in ranks else 0.0
     return out
 
 

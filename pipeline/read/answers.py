@@ -388,9 +388,10 @@ def dense_similarity(hits: Sequence[Hit]) -> float:
 def dense_scores(scores: Sequence[Mapping[str, float]]) -> list[float]:
     """Each hit's bi-encoder similarity to the question, from its ``scores`` (``"dense"``).
 
-    A hit the dense list did not retrieve has a similarity below every one the list
-    returned: the lowest among these hits stands in for it. NaN for every hit when
-    none has a dense score (a BM25 search).
+    A reranked dense or hybrid search gives every hit its own. Where a hit has none
+    (a collection made before it did), its similarity is below every one the dense
+    list returned: the lowest among these hits stands in for it. NaN for every hit
+    when none has a dense score (a BM25 search).
     """
     known = [float(s["dense"]) for s in scores if s.get("dense") is not None]
     floor = min(known) if known else math.nan

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from pipeline.config import RetrievalMode, SearchSettings
 from pipeline.errors import ConfigError
 from pipeline.index import SearchIndex
@@ -57,11 +59,26 @@ class Retriever:
         self.index = index
         self.encoder = encoder
 
-    def _dense_lists(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+    def _dense_lists(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, list[list[tuple[int, float]]]]:
         if self.encoder is None:
             raise ConfigError("dense and hybrid retrieval need a bi-encoder; use mode 'bm25' or load one.")
         vectors = self.encoder.encode(list(queries))
-        return self.index.dense.search(vectors, k)
+        return vectors, self.index.dense.search(vectors, k)
+
+    def _complete_dense(self, candidates: list[Candidate], vector: np.ndarray, dense: list[tuple[int, float]]) -> None:
+        """Give every candidate the dense list missed its bi-encoder similarity (``scores["dense"]``, no rank).
+
+        From the index's stored vectors; where the index keeps none (IVF without
+        exact re-scoring), the list's lowest similarity stands in, an upper bound.
+        Either way it does not depend on how many candidates were kept.
+        """
+        missing = [c for c in candidates if "dense" not in c.scores]
+        if not missing:
+            return
+        exact = self.index.dense.similarities(vector, [c.position for c in missing])
+        floor = dense[-1][1] if dense else 0.0
+        for i, cand in enumerate(missing):
+            cand.scores["dense"] = float(exact[i]) if exact is not None else float(floor)
 
     def retrieve(self, query: str, k: int, settings: SearchSettings | None = None) -> Retrieval:
         """The ``k`` best candidates for one query (mode and fusion from ``settings``, default the product's)."""
@@ -73,18 +90,22 @@ class Retriever:
 
         ``list_depth`` (hybrid only): fuse each retriever's top ``max(k, list_depth)``
         and keep the fused top ``k`` (see :data:`LIST_DEPTH`); 0 fuses the top ``k``.
+        With ``list_depth`` (a reranked search), every kept candidate of a dense or
+        hybrid search carries its bi-encoder similarity in ``scores["dense"]``, also
+        those the dense list missed (they have no ``ranks["dense"]``).
         """
         settings = settings or SearchSettings()
         mode = settings.mode
         depth = max(k, list_depth) if mode is RetrievalMode.HYBRID else k
         dense_lists: list[list[tuple[int, float]]] = [[] for _ in queries]
+        vectors = None
         dense_ms = 0.0
         if mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID) and queries:
             start = time.perf_counter()
-            dense_lists = self._dense_lists(queries, depth)
+            vectors, dense_lists = self._dense_lists(queries, depth)
             dense_ms = _ms(start) / len(queries)
         out = []
-        for query, dense in zip(queries, dense_lists):
+        for q, (query, dense) in enumerate(zip(queries, dense_lists)):
             timings: dict[str, float] = {}
             lists: dict[str, list[tuple[int, float]]] = {}
             if mode in (RetrievalMode.BM25, RetrievalMode.HYBRID):
@@ -112,5 +133,7 @@ class Retriever:
                 cand.scores["fused"] = float(score)
                 cand.ranks["fused"] = rank
                 ranked.append(cand)
+            if list_depth and vectors is not None:  # the blend weighs every candidate's similarity
+                self._complete_dense(ranked, vectors[q], dense)
             out.append(Retrieval(query, ranked, timings))
         return out

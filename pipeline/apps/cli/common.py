@@ -52,6 +52,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rrf-k", type=int, help="k of reciprocal rank fusion (default 60)")
     parser.add_argument("--rerank-weight", type=float,
                         help="weight of the reranker probability against the fused score in the final order (default 0.5; 1 = reranker alone)")
+    parser.add_argument("--similarity-weight", type=float,
+                        help="weight of the bi-encoder's similarity of question and paragraph added to the final order "
+                        "(default 0.5; 0 = the fused score alone)")
     parser.add_argument("--read-weight", type=float,
                         help="how far the reader's best span score moves the paragraphs it read in the blended order "
                         "(default 0.06; 0 = the reader does not reorder)")
@@ -91,6 +94,7 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "dense_weight": args.dense_weight,
         "rrf_k": args.rrf_k,
         "rerank_weight": args.rerank_weight,
+        "similarity_weight": args.similarity_weight,
         "read_weight": args.read_weight,
         "read_paragraphs": args.read_paragraphs,
         "policy": args.policy,

@@ -7,6 +7,7 @@ import json
 
 from pipeline.apps.cli.common import add_pipeline_options, pipeline_settings
 from pipeline.errors import QASearchError
+from pipeline.rerank.blend import describe as describe_blend
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -49,7 +50,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         rrf_k=cfg.rrf_k,
         dense_weight=cfg.dense_weight,
         rerank_weight=cfg.rerank_weight,
-        policy=qa.policy.describe() if qa.policy else f"blend (rerank_weight {cfg.rerank_weight})",
+        policy=qa.policy.describe() if qa.policy else describe_blend(cfg.rerank_weight, cfg.similarity_weight),
         settings=qa.config.to_dict(),
     )
     print(markdown_report(result))

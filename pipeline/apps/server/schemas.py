@@ -146,8 +146,9 @@ def build_schemas(limits: Limits) -> Schemas:
         )
         probability: float | None = Field(description="reranker probability (0..1) that the passage answers")
         scores: dict[str, float] = Field(
-            description="score of each stage that saw it: bm25, dense, fused, rerank (the reranker's probability), "
-            "final (the blended score that orders the hits)"
+            description="score of each stage that saw it: bm25, dense (the bi-encoder's similarity; a reranked search "
+            "gives it to every hit, also to those the dense list missed, which then have no dense rank), fused, "
+            "rerank (the reranker's probability), final (the blended score that orders the hits)"
         )
         ranks: dict[str, int] = Field(
             description="1-based rank at each stage (rerank: by the reranker's probability alone; final: the hit's place)"
