@@ -131,6 +131,8 @@ class DenseIndex:
         """
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         main = int(self.index.ntotal)
+        # one ``reconstruct`` per position, not :meth:`reconstruct_n`: on an IVF index without a direct map that
+        # scans every inverted list (per search, at any size) and gives the quantised vector, not the stored one
         try:
             vectors = np.stack([self.index.reconstruct(int(p)) if p < main else self.delta.reconstruct(int(p) - main)
                                 for p in positions]) if len(positions) else np.zeros((0, self.dimension), np.float32)
