@@ -47,6 +47,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+
+from pipeline.files import write_json  # noqa: E402
 
 
 def free_port() -> int:
@@ -340,9 +343,7 @@ def overload_main(args) -> int:
         "unloaded": base, "loaded": loaded, "p95_ratio_loaded_unloaded": ratios,
         "missing_retry_after": missing, "errors_500_or_hang": bad,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    out = write_json(args.out, report)
     print(f"wrote {out}")
     return 1 if bad or missing else 0
 
@@ -413,9 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": {"batching_off": off, "batching_on": on},
         "throughput_ratio_on_off": round(ratio, 3),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    out = write_json(args.out, report)
     print(f"wrote {out}")
     failed = off["errors"] + on["errors"]
     if failed:

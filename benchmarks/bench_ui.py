@@ -11,12 +11,16 @@ Prints a table, writes JSON, reports the ratios (cached / uncached).
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.files import write_json  # noqa: E402
+
 QUESTION = "Which NFL team represented the AFC at Super Bowl 50?"
 
 
@@ -62,11 +66,9 @@ def main() -> None:
         print(f"{name:<28}{seconds:>10.3f}")
     for name, ratio in ratios.items():
         print(f"{name:<28}{ratio:>10.4f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"index": args.index, "question": args.question, "seconds": rows, "ratios": ratios,
               "sidebar_latency_html": stages, "cpus": os.cpu_count(), "load_average": os.getloadavg()}
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = write_json(args.out, result)
     print(f"wrote {out}")
 
 

@@ -14,13 +14,12 @@ held-out articles (24-47). Also times one query of each engine.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 from pipeline.corpus import load_corpus
 from pipeline.eval.questions import load_questions
+from pipeline.files import write_json
 from pipeline.index.bm25 import METHODS, BM25Index, BM25Tokenizer, TermTable
 
 
@@ -63,8 +62,7 @@ def main() -> None:
     rows[chosen]["held_out"] = held_share
     print(f"\nChosen on tune: {chosen}; held-out ({len(held)} q): {held_share:.4f} identical top-10")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"passages": len(passages), "methods": rows, "chosen": chosen}, indent=2) + "\n")
+        write_json(args.out, {"passages": len(passages), "methods": rows, "chosen": chosen})
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def faiss_only(index_dir: str, kinds: list[str], repeat: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     from pipeline.config import DEFAULT_BI_ENCODER
     from pipeline.eval.questions import parse_articles
+    from pipeline.files import write_json
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="SQuAD-format JSON")
@@ -120,13 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {r['kind']} | {1000 * r['seconds']:.1f} | {r['vectors_per_s']:,.0f} | {r['bytes'] / 2**20:.1f} | "
                   f"{r['seconds_vs_' + k0]:.1f}x | {r['bytes_vs_' + k0]:.2f}x |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
+        write_json(args.out, {
             "articles": args.articles, "bi_encoder": args.bi_encoder, "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "python": platform.python_version(), "builds": rows,
             "faiss_only": faiss_rows,
-        }, indent=2) + "\n")
+        })
     return 0
 
 

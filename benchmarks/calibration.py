@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.eval.reliability import calibration_error, reliability_bins  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 
 
 def load_hits(path: Path, top: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -82,10 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if row["hits"]:
             print(f"| {row['low']:.1f}-{row['high']:.1f} | {row['hits']} | {row['mean_probability']:.3f} | {row['gold_share']:.3f} |")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         source = (args.metrics or args.collection).name
-        args.out.write_text(json.dumps({"source": source, "questions": questions, "hits": hits,
-                                        "top": args.top, "bins": rows, "ece": ece}, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, {"source": source, "questions": questions, "hits": hits,
+                              "top": args.top, "bins": rows, "ece": ece})
     if args.plot:
         import matplotlib
 

@@ -43,6 +43,7 @@ from answers_fit import read_span_scores  # noqa: E402
 
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.reliability import calibration_error  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.rank.calibration import FinalCalibration, Platt  # noqa: E402
 from pipeline.rank.policy import logit  # noqa: E402
 from pipeline.rank.reading import read_adjusted  # noqa: E402
@@ -168,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_calibration(args, models["final+first"], len(tune["label"]))
         print(f"\nWrote {args.write}: with reading {written.with_reading}, without {written.without_reading}")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, out)
     return 0
 
 

@@ -14,7 +14,6 @@ reciprocal ranks against the first one has its own standard error. The hybrid or
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.eval.questions import parse_articles, seeded_sample  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.index import SearchIndex  # noqa: E402
 from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rerank.reranker import Reranker  # noqa: E402
@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {100 * f['mrr@10']:.2f} | {100 * f['mrr@10_se']:.2f} | {100 * f['recall@1']:.2f} | "
               f"{100 * f['recall@5']:.2f} | {100 * f['mrr@10_minus_first']:+.2f} ± {100 * f['mrr@10_minus_first_se']:.2f} |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"questions": len(golds), "args": vars(args), "figures": rows,
-                                                   "reciprocal_ranks": per_question}, indent=2))
+        write_json(args.out, {"questions": len(golds), "args": vars(args), "figures": rows,
+                              "reciprocal_ranks": per_question})
     return 0
 
 

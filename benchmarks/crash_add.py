@@ -31,6 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+
+from pipeline.files import write_json  # noqa: E402
 
 
 def cli(*args: str) -> list[str]:
@@ -117,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = {s: sum(r["state"] == s for r in rows) for s in ("old", "new", "BROKEN")}
         print(f"\n{args.runs} kills over {span:.1f} s of `build --add` ({len(old)} -> {len(new)} passages): "
               f"old {counts['old']}, new {counts['new']}, broken {counts['BROKEN']}")
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"benchmark": "crash_add", "span_s": span, "old_passages": len(old),
-                                   "new_passages": len(new), "counts": counts, "runs": rows}, indent=2))
+        out = write_json(args.out, {"benchmark": "crash_add", "span_s": span, "old_passages": len(old),
+                                    "new_passages": len(new), "counts": counts, "runs": rows})
         print(f"wrote {out}")
         return 1 if counts["BROKEN"] else 0
     finally:

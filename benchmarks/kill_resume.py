@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.files import write_json
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -113,8 +115,7 @@ def main() -> None:
         "same_index": not differences, "differences": differences, "files_differing": files,
         "passages": mine["passages"], "faiss": mine["faiss"], "reference_faiss": reference["faiss"],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print("| killed after chunk | resumed after chunk | resume run s | passages | same rows | same BM25 files | same FAISS file |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {done} | {result['resumed_after_chunk']} | {resumed_s} | {mine['passages']:,} | "

@@ -33,7 +33,6 @@ question are both scored afresh). Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -48,6 +47,7 @@ from rerank_speed import random_electra_base  # noqa: E402
 
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
@@ -160,13 +160,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{row.get('rerank', 0):.0f} | "
               f"{row.get('read', 0):.0f} | {row['retrieval only']:.0f} | {row['ratio_to_retrieval']:.1f}x |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({
+        write_json(args.out, {
             "questions": len(questions), "articles": args.articles, "seed": args.seed,
             "candidates": defaults.candidates, "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
             "machine": platform.machine(), "settings": pipelines["minilm"].config.to_dict(),
             "answer_policy_paragraphs": pipelines["minilm"].answer_policy.paragraphs, "p50_ms": figures,
-        }, indent=2, default=str) + "\n", encoding="utf-8")
+        })
     return 0
 
 

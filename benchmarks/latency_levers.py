@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import SearchSettings  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.rerank.blend import blended_scores  # noqa: E402
 from pipeline.retrieve.retriever import LIST_DEPTH  # noqa: E402
 
@@ -134,9 +135,7 @@ def replay(args: argparse.Namespace) -> None:
         print(f"| {depth} | {agreed or 'off'} | {keep} | {100 * row['mrr@10']:.2f} | {100 * row['diff']:+.2f} "
               f"({100 * row['paired_se']:.2f}) | {row['pairs']:.1f} | {row['est_p50_ms']:.0f} / {row['est_p90_ms']:.0f} |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"collection": Path(args.collection).name, "questions": len(records),
-                                              "rows": out}, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, {"collection": Path(args.collection).name, "questions": len(records), "rows": out})
 
 
 def main(argv: list[str] | None = None) -> int:

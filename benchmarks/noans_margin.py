@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from answers_fit import KEEP, features_of, fit, keep_threshold, load  # noqa: E402
 
 from pipeline.eval.questions import parse_articles  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.read.answers import AnswerPolicy  # noqa: E402
 from pipeline.read.reader import Reader  # noqa: E402
 
@@ -100,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, key in (("shipped", "shipped_features"), ("shipped + no-answer reader margin", "with_margin")):
         print(f"| {name} | {out[key]['auroc']:.3f} | {out[key]['false_answer_rate_at_keep']:.3f} |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, out)
     return 0
 
 

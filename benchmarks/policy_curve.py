@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import SearchSettings
+from pipeline.files import write_json
 from pipeline.rank.fit import matrix, rows_of
 from pipeline.rerank.blend import blended_scores
 
@@ -109,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in table:
         print(f"| {row['order']} | {row['depth']} | {row['mrr@10']:.2f} | {row['recall@1']:.2f} |")
     if args.out:
-        Path(args.out).write_text(json.dumps({"rows": args.rows, "questions": len(questions), "table": table},
-                                             indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, {"rows": args.rows, "questions": len(questions), "table": table})
     return 0
 
 

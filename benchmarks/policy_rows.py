@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pipeline import QAPipeline
 from pipeline.eval.questions import load_questions, sample_questions
+from pipeline.files import write_json
 from pipeline.rank.fit import collect
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             "reranker": qa.reranker.name if qa.reranker else None,
             "backend": qa.reranker.describe() if qa.reranker else None, "rows": len(triples),
             "seconds": round(time.perf_counter() - started, 1)}
-    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_json(out.with_suffix(".meta.json"), meta)
     print(json.dumps(meta))
     return 0
 

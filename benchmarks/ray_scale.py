@@ -35,6 +35,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import REPO, SHARED, burst, free_port, make_requests  # noqa: E402
 
+from pipeline.files import write_json  # noqa: E402
+
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants (Ray's raylet, GCS, workers, replicas)."""
@@ -178,12 +180,12 @@ def bench_serve(args, report: dict) -> dict:
     sequential = make_requests(Path(args.squad), args.sequential, args.rerank_share, args.documents, args.top_k,
                                args.candidates, args.seed + 1)
     runs = report["serve_runs"] = [run_server(args, "single process", [], requests, sequential)]
-    write(args.out, report)
+    write_json(args.out, report)
     for replicas in (1, 2):
         runs.append(run_server(args, f"ray, {replicas} reranker replica(s)",
                                ["--ray", "--reranker-replicas", str(replicas), "--replica-cpus", str(args.replica_cpus)],
                                requests, sequential))
-        write(args.out, report)
+        write_json(args.out, report)
     del report["serve_runs"]
     single = runs[0]
     for run in runs[1:]:
@@ -197,12 +199,6 @@ def bench_serve(args, report: dict) -> dict:
         "speedup_2_vs_1_replicas": round(runs[2]["under_load"]["throughput_rps"] / runs[1]["under_load"]["throughput_rps"], 3),
         "ray_2_replicas_vs_single_process": round(runs[2]["under_load"]["throughput_rps"] / single["under_load"]["throughput_rps"], 3),
     }
-
-
-def write(path: str, report: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for actors, r in build["actors"].items():
             print(f"{actors:<8}{r['embed_s']:>9.1f}{r['embed_passages_per_s']:>12.1f}{r['build_s']:>9.1f}{r['cluster_mb_after']:>12.0f}")
         print(f"embedding speed-up, 2 vs 1 actors: {build['speedup_2_vs_1_actors']:.2f}x")
-        write(args.out, report)
+        write_json(args.out, report)
     if not args.skip_serve:
         serve = report["serve"] = bench_serve(args, report)
         print(f"\nServe: {args.requests} requests, {args.concurrency} concurrent ({args.rerank_share:.0%} rerank x "
@@ -269,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Ray with 2 replicas vs single process: {serve['ray_2_replicas_vs_single_process']:.2f}x")
     report["machine"]["load_average_after"] = [round(x, 1) for x in os.getloadavg()]
     print(f"load average before {report['machine']['load_average_before']}, after {report['machine']['load_average_after']}")
-    write(args.out, report)
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     errors = sum(r["under_load"]["errors"] + r["one_at_a_time"]["errors"] for r in report.get("serve", {}).get("runs", []))
     return 1 if errors else 0

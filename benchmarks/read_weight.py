@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from answers_fit import paired_gap, read_span_scores  # noqa: E402
 
+from pipeline.files import write_json  # noqa: E402
 from pipeline.rank.reading import read_order  # noqa: E402
 
 
@@ -117,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print_row(f"held-out ({len(held)} q)", r)
         out["heldout"] = {"collection": Path(args.heldout).name, "questions": len(held), "rows": held_rows}
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        write_json(args.out, out)
     return 0
 
 

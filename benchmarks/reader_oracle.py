@@ -29,6 +29,7 @@ SHARED = Path(os.environ.get("QA_SEARCH_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
 from pipeline.eval.squad_metrics import GoldQuestion, oracle_reader_metrics  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.read.reader import Reader  # noqa: E402
 
 TOLERANCE = 2.0  # points of EM / F1
@@ -118,8 +119,6 @@ def main(argv=None) -> int:
               f"ELECTRA-base shape {speed['electra_base_ms_per_question']:.1f} ms/q "
               f"(x{speed['ratio_electra_base_to_reader']})")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "reader": args.reader,
         "questions_file": args.questions,
@@ -133,7 +132,7 @@ def main(argv=None) -> int:
         "speed": speed,
         "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out = write_json(args.out, report)
     print(f"wrote {out}")
     return 0 if within in (None, True) else 1
 

@@ -27,7 +27,6 @@ mean Kendall's tau (scipy) of the 20 scores, and MRR@10 (ranx) of the gold parag
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -247,6 +246,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from pipeline.files import write_json
     from pipeline.models.device import default_threads
 
     args = parse_args(argv)
@@ -288,8 +288,7 @@ def main(argv=None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        write_json(args.out, result)
         print(f"wrote {args.out}")
     return 0
 

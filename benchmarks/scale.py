@@ -326,6 +326,8 @@ def main() -> None:
          "_serve": lambda a: do_serve(a[0], a[1], a[2], int(a[3]), int(a[4]), *a[5:]),
          "_encode": lambda a: do_encode_speed(int(a[0]))}[command](rest)
         return
+    from pipeline.files import write_json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--work", default="/tmp/qa-search-scale")
@@ -369,8 +371,7 @@ def main() -> None:
             print(f"added {row['add']['passages']} passages in {row['add']['seconds']} s "
                   f"({row['add']['share_of_build']:.1%} of the build)", flush=True)
         results["sizes"][str(n)] = row
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.out, results)
         shutil.rmtree(index, ignore_errors=True) if os.environ.get("SCALE_CLEANUP") else None
     rows = [results["sizes"][k] for k in sorted(results["sizes"], key=int)]
     if args.plot:

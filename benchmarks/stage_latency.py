@@ -13,7 +13,6 @@ the ratios. Stage times come from ``SearchResult.timings``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
 
 STAGES = ("bm25", "dense", "fusion", "rerank", "total")
@@ -88,14 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         f = figures[name]["total"]
         print(f"| {name} | {f['p50']:.1f} | {f['p95']:.1f} | {ratios[name]:.2f}x |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
+        write_json(args.out, {
             "questions": len(questions), "articles": args.articles, "seed": args.seed, "candidates": args.candidates,
             "reranker": qa.reranker.name, "bi_encoder": qa.encoder.name, "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "python": platform.python_version(),
             "settings": figures, "share_of_total_p50": share, "total_p50_vs_bm25_only": ratios, "total_p50_ms": total_p50,
-        }, indent=2) + "\n")
+        })
     return 0
 
 

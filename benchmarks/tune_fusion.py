@@ -13,7 +13,6 @@ offline fusion can be checked against it (same figures for the same setting).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,6 +27,7 @@ from pipeline.eval.evaluation import (  # noqa: E402
     retrieval_metrics,
 )
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
 from pipeline.retrieve.fusion import reciprocal_rank_fusion, weighted_fusion  # noqa: E402
 
@@ -94,12 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, scores in rows.items():
         print(f"| {name} | " + " | ".join(f"{100 * scores[m]:.2f}" for m in SHOWN) + f" | {scores['mrr@10'] / base:.3f} |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
+        write_json(args.out, {
             "questions": len(questions), "articles": args.articles, "sample": args.sample, "seed": args.seed,
             "cpu_count": os.cpu_count(), "settings": rows,
-        }, indent=2) + "\n")
+        })
     return 0
 
 

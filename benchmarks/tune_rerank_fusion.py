@@ -17,7 +17,6 @@ the same metrics as ``qa-search eval``. The probability is the reranker's own
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from pipeline.eval.evaluation import (  # noqa: E402
     retrieval_metrics,
 )
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
 from pipeline.rerank.blend import blended_order  # noqa: E402
 
@@ -86,13 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{w:g}" + (" (hybrid order)" if w == 0 else " (reranker alone)" if w == 1 else "")
         print(f"| {name} | " + " | ".join(f"{100 * scores[m]:.2f}" for m in SHOWN) + " |")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
+        write_json(args.out, {
             "questions": len(questions), "articles": args.articles, "sample": args.sample, "seed": args.seed,
             "candidates": args.candidates, "fusion": qa.settings.fusion.value, "reranker": qa.reranker.name,
             "cpu_count": os.cpu_count(), "weights": {str(w): s for w, s in rows.items()},
-        }, indent=2) + "\n")
+        })
     return 0
 
 
