@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.squad_metrics import squad_v2_scores  # noqa: E402
+from pipeline.index.search_index import SearchIndex  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import (  # noqa: E402
     DEFAULT_POLICY,
@@ -176,10 +177,15 @@ def tune_selection(records: list[dict], paragraphs: int | None = None,
                         temperature=chosen["temperature"]), rows
 
 
-def features_of(records: list[dict], policy: AnswerPolicy,
-                names: tuple[str, ...] = FEATURES) -> tuple[np.ndarray, list[str | None]]:
+def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...] = FEATURES,
+                lexical: LexicalEvidence | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """The abstention features of every collected question, and the answer each would give.
+
+    ``lexical``: the evidence of the index the collection was made on
+    (:meth:`LexicalEvidence.of_index`); without it, ``rare_term_missing`` is unmeasured.
+    """
     X, preds = [], []
-    lexical = LexicalEvidence()
+    lexical = lexical or LexicalEvidence()
     for r in records:
         c = choose(r, policy)
         feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical)
@@ -196,7 +202,8 @@ def features_of(records: list[dict], policy: AnswerPolicy,
 
 #: Which way each feature's evidence points by its meaning: +1, more of it says the question is answered; -1, less.
 #: ``--signs meaning`` bounds each coefficient to it (measured worse than free coefficients: docs/answers.md).
-FEATURE_SIGNS = {name: -1 if name in ("missing_terms", "negation_mismatch") else 1 for name in FEATURES}
+FEATURE_SIGNS = {name: -1 if name in ("missing_terms", "negation_mismatch", "rare_term_missing") else 1
+                 for name in FEATURES}
 
 C = 0.3  # L2 strength of the logistic regression: a few hundred questions, eight correlated features
 
@@ -272,11 +279,11 @@ def judged(records, preds, scores, threshold) -> dict:
 
 
 def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = FEATURES,
-                   signs: tuple[int, ...] | None = None) -> dict:
+                   signs: tuple[int, ...] | None = None, lexical: LexicalEvidence | None = None) -> dict:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
-    X, preds = features_of(records, policy, names)
+    X, preds = features_of(records, policy, names, lexical)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     out_of_fold = np.zeros(len(records))
@@ -306,10 +313,11 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
             "mean_fold_recall": float(np.mean([f["recall"] for f in per_fold]))}
 
 
-def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N) -> dict:
+def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N,
+                   lexical: LexicalEvidence | None = None) -> dict:
     answerable = [r for r in records if r["answerable"] and r["answers"]]
     golds = [r["answers"] for r in answerable]
-    X, ours = features_of(answerable, policy)  # the shipped selection's answers, and what the abstention reads
+    X, ours = features_of(answerable, policy, lexical=lexical)  # the shipped selection's answers, and what the abstention reads
     oracle = [r["oracle"] for r in answerable]
     before = [previous_rule(r) for r in answerable]
     f1 = squad_v2_scores(ours, golds)["f1"]
@@ -354,6 +362,9 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--reader", default="minilm-l6-squad-tune-reader")
     parser.add_argument("--reranker", default="minilm-l6-qnli-squad-tune")
+    parser.add_argument("--index", default=str(REPO / "indexes/squad-dev"),
+                        help="the index the collections were made on: its BM25 document frequencies give "
+                             "rare_term_missing (default: %(default)s)")
     parser.add_argument("--bi-encoder", default="all-MiniLM-L6-v2",
                         help="the bi-encoder of the index the collections were made on (dense_similarity is its cosine)")
     parser.add_argument("--collected-with", metavar="READER",
@@ -383,6 +394,7 @@ def main(argv=None) -> int:
     grid_n = tuple(n for n in GRID_N if n <= args.read_paragraphs)
     if args.paragraphs and args.paragraphs not in grid_n:
         parser.error(f"--paragraphs {args.paragraphs} is more than the {args.read_paragraphs} hits read")
+    lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
     tune = load(args.tune, args.read_paragraphs, args.read_weight)
     selection, grid = tune_selection(tune, args.paragraphs, grid_n)
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
@@ -395,7 +407,7 @@ def main(argv=None) -> int:
           f"(best {best['f1']:.2f}, reading {best['paragraphs']}; standard error "
           f"{picked.get('standard_error', 0.0):.2f})")
     signs = tuple(FEATURE_SIGNS[n] for n in names) if args.signs == "meaning" else None
-    cv = cross_validate(tune, selection, args.folds, names, signs)
+    cv = cross_validate(tune, selection, args.folds, names, signs, lexical)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
         print(f"{f['fold']:<6}{f['questions']:>6}{f['auroc']:>8.3f}{f['false_answer_rate']:>8.3f}{f['recall']:>8.3f}"
@@ -407,7 +419,7 @@ def main(argv=None) -> int:
           f"{p['false_answer_rate_at_keep']:.3f}")
     print("single-feature AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in cv["single_feature_auroc"].items()))
 
-    X, _ = features_of(tune, selection, names)
+    X, _ = features_of(tune, selection, names, lexical)
     y = np.array([int(r["answerable"]) for r in tune])
     scaler, model = fit(X, y, signs)
     threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
@@ -437,7 +449,7 @@ def main(argv=None) -> int:
               "paragraph_weight": selection.paragraph_weight, "temperature": selection.temperature},
               "abstention_cv": cv, "policy": json.loads(json.dumps(policy.__dict__, default=dict))}
     if args.heldout:
-        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n)
+        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n, lexical)
         report["heldout"] = held
         print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
               f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"

@@ -33,7 +33,8 @@ from answers_fit import KEEP, features_of, fit, keep_threshold, load  # noqa: E4
 
 from pipeline.eval.questions import parse_articles  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
-from pipeline.read.answers import AnswerPolicy  # noqa: E402
+from pipeline.index.search_index import SearchIndex  # noqa: E402
+from pipeline.read.answers import AnswerPolicy, LexicalEvidence  # noqa: E402
 from pipeline.read.reader import Reader  # noqa: E402
 
 
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reader", required=True, help="a no-answer reader (qa-search train reader)")
     parser.add_argument("--reader-articles", required=True, help="the SQuAD articles the reader held out, e.g. 1,3-5")
     parser.add_argument("--squad", required=True, help="SQuAD v1.1 dev file, to name the articles")
+    parser.add_argument("--index", default=str(REPO / "indexes/squad-dev"),
+                        help="the index the collection was made on (its BM25 document frequencies; default: %(default)s)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     if not reader.allow_no_answer:
         parser.error(f"{args.reader} has no null answer: its spans are not relative to a null score")
     margin = margins(reader, records, policy.paragraphs)
-    X, _ = features_of(records, policy, tuple(policy.features))
+    lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
+    X, _ = features_of(records, policy, tuple(policy.features), lexical)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     folds = min(args.folds, len(set(groups)))

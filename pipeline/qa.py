@@ -168,7 +168,8 @@ class QAPipeline:
         self.config = config or PipelineConfig()
         self.retriever = Retriever(index, encoder)
         self.answer_policy = answer_policy or AnswerPolicy.load(self.config.load.answer_policy)
-        self.lexical = LexicalEvidence()  # one stemmer for every search's abstention features
+        # one stemmer (the index's) and the index's document frequencies for every search's abstention features
+        self.lexical = LexicalEvidence.of_index(index.bm25)
         if policy is None and reranker is not None:
             policy = find_policy(self.config.load.policy, reranker.name, self.config.search.fusion.value)
         self.policy: Policy | None = policy  # None: the blend of rerank_weight orders the hits

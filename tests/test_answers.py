@@ -10,6 +10,7 @@ import pytest
 from conftest import load_benchmark, make_keyword_reader
 
 from pipeline.errors import ConfigError
+from pipeline.index.bm25 import BM25Index
 from pipeline.read.answers import (
     AnswerPolicy,
     LexicalEvidence,
@@ -106,7 +107,9 @@ def test_lexical_evidence_finds_the_words_an_unanswerable_question_swapped_in():
     lexical = LexicalEvidence()
     start = TESLA.index("1856")
     asked = lexical.features("In what year was Nikola Tesla born?", TESLA, start, start + 4)
+    rarity = asked.pop("rare_term_missing")
     assert asked == {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms": 0.0, "negation_mismatch": 0.0}
+    assert math.isnan(rarity)  # no index, no document frequencies: unmeasured, so the policy reads it as its mean
     # SQuAD 2.0 style: an entity swapped in (Edison) and a negation the paragraph never states
     swapped = lexical.features("In what year was Thomas Edison not born?", TESLA, start, start + 4)
     assert swapped["question_coverage"] == pytest.approx(1 / 3)  # born; not thomas, edison
@@ -121,6 +124,27 @@ def test_lexical_evidence_finds_the_words_an_unanswerable_question_swapped_in():
     assert lexical.features("In what year was Nikola Tesla born?", wiki, at, at + 4)["sentence_coverage"] == pytest.approx(2 / 3)
     at = wiki.index("father")
     assert LexicalEvidence.sentence(wiki, at, at + 6) == "Dr. Milutin, his father, served the U.S. Army."
+
+
+def test_a_missing_term_weighs_by_its_rarity_in_the_index():
+    corpus = [TESLA, "Thomas Edison, the famous inventor, was born in Ohio.", "The famous Tesla coil.",
+              "A famous priest moved.", "Edison was famous."]
+    bm25 = BM25Index.from_texts(corpus)
+    assert bm25.document_frequencies(["famous", "nikola", "unseen"]) == {"famous": 4, "nikola": 1, "unseen": 0}
+    lexical = LexicalEvidence.of_index(bm25)
+    start = TESLA.index("1856")
+
+    def rarity(question: str) -> float:
+        return lexical.features(question, TESLA, start, start + 4)["rare_term_missing"]
+
+    assert rarity("In what year was Nikola Tesla born?") == 0.0  # every term is in the answer's sentence
+    assert rarity("In what year was Thomas Edison born?") == 1.0  # the question's rarest term is missing
+    # a common word missing weighs less than a name: idf(famous) / idf(nikola) over the index's 5 passages
+    expected = math.log(1 + (5 - 4 + 0.5) / (4 + 0.5)) / math.log(1 + (5 - 1 + 0.5) / (1 + 0.5))
+    assert rarity("In what year was the famous Nikola Tesla born?") == pytest.approx(expected)
+    assert 0 < expected < 0.5
+    # "priest" is in the paragraph but not in the answer's sentence
+    assert rarity("In what year was the priest Nikola Tesla born?") > 0
 
 
 def test_answer_features_read_the_answers_paragraph_and_default_without_a_question():
@@ -223,6 +247,9 @@ def test_a_squad2_reader_by_name_drives_abstention(squad2_reader, tiny_index, ti
     qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(squad2_reader), mode="bm25",
                          answer_policy=None)
     qa.answer_policy = SPAN_POLICY
+    # the pipeline's lexical evidence knows the index's document frequencies: a name no passage holds is the rarest
+    paris = "Paris is the capital and largest city of France."
+    assert qa.lexical.features("What is the capital of Narnia?", paris, 0, 5)["rare_term_missing"] == 1.0
     ok = qa.search("What is the capital of France?", threshold=0.0)
     assert ok.answer is not None and ok.answer.text == "capital and largest city of France"
     assert ok.no_answer_reason is None and ok.answerability > 0.5
@@ -291,3 +318,10 @@ def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_
     records[0]["hit_objs"][0].scores["dense"] = 0.7
     X, _ = answers_fit.features_of(records, policy, ("span_score", "dense_similarity"))
     assert X[:, 1].tolist() == [0.7, 0.7]
+    # rare_term_missing reads the collection's index (answers_fit.py --index): "Tesla" is in the answer's sentence
+    lexical = LexicalEvidence.of_index(BM25Index.from_texts([text, "Edison was born in Ohio.", "Ohio is a state."]))
+    X, _ = answers_fit.features_of(records, policy, ("rare_term_missing",), lexical)
+    assert X[:, 0].tolist() == [0.0, 0.0]
+    records[1]["question"] = "When was Edison born?"  # the question's rarest term is not in the answer's sentence
+    X, _ = answers_fit.features_of(records, policy, ("rare_term_missing",), lexical)
+    assert X[:, 0].tolist() == [0.0, 1.0]

@@ -316,6 +316,7 @@ class BM25Index:
         self._vocab = table.vocab
         self._bm25s = bm25s_model
         self._okapi = None
+        self._df: np.ndarray | None = None  # passages per term id, counted on first use
         if self.engine is BM25Engine.BM25S and self._bm25s is None:
             self._bm25s = self._make_bm25s()
         elif self.engine is BM25Engine.RANK_BM25 and len(table):
@@ -359,6 +360,15 @@ class BM25Index:
         return BM25Index(
             table, engine=self.engine, method=self.method, k1=self.k1, b=self.b, settings=self.tokenizer.settings
         )
+
+    def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
+        """How many passages hold each of ``terms`` (terms as this index's tokenizer makes them); 0 for one none holds.
+
+        Counted once, on first use, in one pass over the term table's postings.
+        """
+        if self._df is None:
+            self._df = np.bincount(np.asarray(self.table.terms, dtype=np.int64), minlength=len(self._vocab))
+        return {t: int(self._df[self._vocab[t]]) if t in self._vocab else 0 for t in terms}
 
     def term_ids(self, query: str) -> list[int]:
         """The query's term ids (repeats kept, unknown terms dropped)."""

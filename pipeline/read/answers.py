@@ -24,7 +24,8 @@ features, coefficients, intercept, threshold; a small JSON file) turns
 :func:`answer_features` (the top paragraph's probability and its lead over the
 next, the best answer's share and how many read paragraphs agree on it, its
 span score, whether the reranker's top is the retriever's top, and how much of
-the question's wording the answer's paragraph and sentence hold:
+the question's wording the answer's paragraph and sentence hold, and how rare
+in the index a question term the answer's sentence lacks is:
 :class:`LexicalEvidence`, and how close the top paragraph is to the question
 in the bi-encoder's space: :func:`dense_similarity`) into ``answerability``;
 below the policy's threshold the search abstains. The
@@ -42,13 +43,13 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.files import write_json
-from pipeline.index.bm25 import BM25Tokenizer, TokenizerSettings
+from pipeline.index.bm25 import STOPWORDS, BM25Index, BM25Tokenizer, TokenizerSettings
 from pipeline.rank.reading import reading_mismatch
 from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reading
@@ -74,6 +75,7 @@ FEATURES = (
     "missing_terms",
     "negation_mismatch",
     "dense_similarity",
+    "rare_term_missing",
 )
 
 #: How an abstention's reason names a feature that weighed against answering (every name in :data:`FEATURES`).
@@ -91,6 +93,7 @@ FEATURE_LABELS = {
     "missing_terms": "the question's terms the paragraph never mentions",
     "negation_mismatch": "a negation the answer's sentence does not make",
     "dense_similarity": "how close question and paragraph are in meaning",
+    "rare_term_missing": "the question's rare terms the answer's sentence lacks",
 }
 
 #: Words that say what is asked, not what about: left out of the question's content terms.
@@ -108,7 +111,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?:(?<=[^\W\d_]{2})|(?<=[\d)\]\"']))[.!?](?=\s+[\"'(\[]?[A-Z0-9]|\s*$)")
 _ABBREVIATIONS = frozenset("mr mrs ms dr st jr sr vs mt ft gen col lt sgt no co inc ltd corp approx est".split())
 #: The lexical features of a search without a question or an answer: nothing says the question is off.
-_COVERED = {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms": 0.0, "negation_mismatch": 0.0}
+_COVERED = {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms": 0.0, "negation_mismatch": 0.0,
+            "rare_term_missing": 0.0}
 
 _FLOOR = 1e-6  # probabilities are clipped here before the log
 
@@ -299,10 +303,47 @@ class LexicalEvidence:
     swapping an entity, adding a negation or a condition the paragraph lacks: a
     term of the question that the answer's paragraph never mentions is evidence
     against it, which neither the reranker nor the reader sees on its own.
+
+    With the index's document frequencies (:meth:`of_index`) it also weighs how
+    rare a missing term is: a swapped-in name is rarer than a reworded verb.
+
+    >>> lexical = LexicalEvidence()
+    >>> lexical.features("Who founded Warsaw?", "Warsaw was founded by Boleslaw.", 22, 30)["missing_terms"]
+    0.0
     """
 
-    def __init__(self) -> None:
-        self._stem = BM25Tokenizer(TokenizerSettings(stopwords=False))
+    def __init__(
+        self,
+        frequencies: Callable[[Iterable[str]], Mapping[str, int]] | None = None,
+        passages: int = 0,
+        stemmer: str | None = "english",
+    ) -> None:
+        self._stem = BM25Tokenizer(TokenizerSettings(stopwords=False, stemmer=stemmer))
+        self._frequencies = frequencies if passages > 0 else None
+        self._passages = passages
+
+    @classmethod
+    def of_index(cls, bm25: BM25Index) -> "LexicalEvidence":
+        """Lexical evidence that knows ``bm25``'s document frequencies and stems as its tokenizer does."""
+        return cls(bm25.document_frequencies, len(bm25), bm25.tokenizer.settings.stemmer)
+
+    def rarity(self, asked: set[str], held: set[str]) -> float:
+        """How rare the rarest of the ``asked`` terms that ``held`` lacks is, relative to the rarest asked term (0..1).
+
+        1: the question's rarest term is missing; 0: none is. Rarity is the idf
+        log(1 + (N - df + 0.5) / (df + 0.5)) over the index's N passages; as a share
+        of the question's own rarest term it reads the same in a small index and a
+        large one. NaN without document frequencies.
+        """
+        if self._frequencies is None:
+            return math.nan
+        terms = [t for t in asked if t not in STOPWORDS]
+        if not terms:
+            return 0.0
+        df, n = self._frequencies(terms), self._passages
+        idf = {t: math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
+        rarest = max(idf.values())
+        return max((idf[t] for t in terms if t not in held), default=0.0) / rarest if rarest > 0 else 0.0
 
     def terms(self, text: str) -> set[str]:
         """The stemmed content terms of ``text``: no question words, negations or single letters."""
@@ -339,6 +380,7 @@ class LexicalEvidence:
             "sentence_coverage": len(asked & in_sentence) / len(asked),
             "missing_terms": float(min(len(asked - held), 5)),
             "negation_mismatch": 1.0 if negated and not sentence_negated else 0.0,
+            "rare_term_missing": self.rarity(asked, in_sentence),
         }
 
 
