@@ -361,6 +361,11 @@ class BM25Index:
             table, engine=self.engine, method=self.method, k1=self.k1, b=self.b, settings=self.tokenizer.settings
         )
 
+    @property
+    def stemmer(self) -> str | None:
+        """The Snowball stemmer this index's terms went through (``None``: none)."""
+        return self.tokenizer.settings.stemmer
+
     def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
         """How many passages hold each of ``terms`` (terms as this index's tokenizer makes them); 0 for one none holds.
 

@@ -324,8 +324,12 @@ class LexicalEvidence:
 
     @classmethod
     def of_index(cls, bm25: BM25Index) -> "LexicalEvidence":
-        """Lexical evidence that knows ``bm25``'s document frequencies and stems as its tokenizer does."""
-        return cls(bm25.document_frequencies, len(bm25), bm25.tokenizer.settings.stemmer)
+        """Lexical evidence that knows ``bm25``'s document frequencies and stems as its tokenizer does.
+
+        ``bm25``: a :class:`BM25Index`, or anything with its ``document_frequencies``,
+        ``stemmer`` and ``len`` (the Ray app asks its retrieval deployment).
+        """
+        return cls(bm25.document_frequencies, len(bm25), bm25.stemmer)
 
     def rarity(self, asked: set[str], held: set[str]) -> float:
         """How rare the rarest of the ``asked`` terms that ``held`` lacks is, relative to the rarest asked term (0..1).

@@ -43,7 +43,12 @@ class RetrievalDeployment:
         self.bi_encoder = qa.encoder.name if qa.encoder else None
 
     def info(self) -> dict[str, Any]:
-        return {"path": str(self.index.path), "passages": len(self.index), "bi_encoder": self.bi_encoder}
+        return {"path": str(self.index.path), "passages": len(self.index), "bi_encoder": self.bi_encoder,
+                "stemmer": self.index.bm25.stemmer}
+
+    def document_frequencies(self, terms: list[str]) -> dict[str, int]:
+        """:meth:`BM25Index.document_frequencies`: what the answer policy's lexical evidence reads."""
+        return self.index.bm25.document_frequencies(terms)
 
     def retrieve(self, queries: list[str], k: int, settings: SearchSettings,
                  list_depth: int = 0) -> tuple[list[Retrieval], dict[int, Passage]]:

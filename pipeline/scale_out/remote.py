@@ -6,7 +6,9 @@ hits and the best answer are the single-process code), built from stand-ins:
 
 * :class:`RemoteRetriever` replaces ``qa.retriever`` and :class:`RemoteIndex`
   ``qa.index``: retrieval runs in the retrieval deployment, which also sends
-  the candidates' passages (kept in a bounded cache for the rest of the search);
+  the candidates' passages (kept in a bounded cache for the rest of the search),
+  and :class:`RemoteTermStatistics` asks it for the BM25 document frequencies
+  that the answer policy's lexical evidence reads;
 * :class:`RemoteReranker` (``score_pairs``, ``name``, ``describe``,
   ``max_length``, ``tokenizer``) and :class:`RemoteReader` (``read_pairs``, ``spans``,
   ``name``, ``describe``) call the reranker and reader deployments.
@@ -103,12 +105,28 @@ class PassageCache:
         return found
 
 
-class RemoteIndex:
-    """What the app and the pipeline read of the index: its path, size and passages."""
+class RemoteTermStatistics:
+    """The index's BM25 document frequencies, asked of the retrieval deployment (what the answer policy reads)."""
 
-    def __init__(self, info: dict[str, Any], passages: PassageCache):
+    def __init__(self, call: Caller, info: dict[str, Any]):
+        self._call = call
+        self.stemmer = info["stemmer"]
+        self._len = int(info["passages"])
+
+    def __len__(self) -> int:
+        return self._len
+
+    def document_frequencies(self, terms) -> dict[str, int]:
+        return self._call("document_frequencies", sorted(set(terms)))
+
+
+class RemoteIndex:
+    """What the app and the pipeline read of the index: its path, size, passages and term statistics."""
+
+    def __init__(self, info: dict[str, Any], passages: PassageCache, bm25: RemoteTermStatistics):
         self.path = Path(info["path"])
         self.passages = passages
+        self.bm25 = bm25
         self._len = int(info["passages"])
 
     def __len__(self) -> int:
@@ -205,7 +223,9 @@ def remote_pipeline(handles: dict[str, Any], config: PipelineConfig, *, timeout_
     passages = PassageCache(calls["retrieval"])
     reranker = RemoteReranker(calls["reranker"], info["reranker"]) if "reranker" in calls else None
     reader = RemoteReader(calls["reader"], info["reader"]) if "reader" in calls else None
-    qa = QAPipeline(RemoteIndex(info["retrieval"], passages), encoder=EncoderName(info["retrieval"]["bi_encoder"]),
+    statistics = RemoteTermStatistics(calls["retrieval"], info["retrieval"])
+    qa = QAPipeline(RemoteIndex(info["retrieval"], passages, statistics),
+                    encoder=EncoderName(info["retrieval"]["bi_encoder"]),
                     reranker=reranker, reader=reader, config=config)
     qa.retriever = RemoteRetriever(calls["retrieval"], passages)
     return qa
