@@ -241,8 +241,9 @@ def _check_table(directory: Path, arrays: dict[str, np.ndarray]) -> None:
         raise IndexMismatchError(f"{directory} holds a damaged term table ({'; '.join(problems)}); rebuild the index.")
 
 
-def _idf(df: np.ndarray, n: int, method: str) -> np.ndarray:
-    df = df.astype(np.float64)
+def idf(df: np.ndarray, n: int, method: str) -> np.ndarray:
+    """Each term's idf by ``method`` (one of :data:`METHODS`), from its document frequency ``df`` among ``n`` passages."""
+    df = np.asarray(df).astype(np.float64)
     with np.errstate(divide="ignore"):
         if method == "robertson":
             return np.log(np.maximum((n - df + 0.5) / (df + 0.5), 1.0))
@@ -284,7 +285,7 @@ def score_matrix(table: TermTable, *, k1: float, b: float, method: str) -> dict:
     del tfs
     df = np.diff(by_term.indptr)
     data = by_term.data.astype(np.float32, copy=False)
-    data *= np.repeat(_idf(df, n, method).astype(np.float32), df)
+    data *= np.repeat(idf(df, n, method).astype(np.float32), df)
     return {
         "data": data,
         "indices": by_term.indices.astype(np.int32, copy=False),

@@ -49,7 +49,13 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.files import write_json
-from pipeline.index.bm25 import STOPWORDS, BM25Index, BM25Tokenizer, TokenizerSettings
+from pipeline.index.bm25 import (
+    STOPWORDS,
+    BM25Index,
+    BM25Tokenizer,
+    TokenizerSettings,
+    idf,
+)
 from pipeline.rank.reading import reading_mismatch
 from pipeline.read.normalize import normalize_answer
 from pipeline.read.reader import Reading
@@ -334,8 +340,9 @@ class LexicalEvidence:
     def rarity(self, asked: set[str], held: set[str]) -> float:
         """How rare the rarest of the ``asked`` terms that ``held`` lacks is, relative to the rarest asked term (0..1).
 
-        1: the question's rarest term is missing; 0: none is. Rarity is the idf
-        log(1 + (N - df + 0.5) / (df + 0.5)) over the index's N passages; as a share
+        1: the question's rarest term is missing; 0: none is. Rarity is BM25's
+        ``lucene`` idf, log(1 + (N - df + 0.5) / (df + 0.5)) over the index's N
+        passages (:func:`pipeline.index.bm25.idf`); as a share
         of the question's own rarest term it reads the same in a small index and a
         large one. NaN without document frequencies.
         """
@@ -344,10 +351,10 @@ class LexicalEvidence:
         terms = [t for t in asked if t not in STOPWORDS]
         if not terms:
             return 0.0
-        df, n = self._frequencies(terms), self._passages
-        idf = {t: math.log(1.0 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
-        rarest = max(idf.values())
-        return max((idf[t] for t in terms if t not in held), default=0.0) / rarest if rarest > 0 else 0.0
+        df = self._frequencies(terms)
+        rarity = dict(zip(terms, idf(np.array([df[t] for t in terms]), self._passages, "lucene").tolist()))
+        rarest = max(rarity.values())
+        return max((rarity[t] for t in terms if t not in held), default=0.0) / rarest if rarest > 0 else 0.0
 
     def terms(self, text: str) -> set[str]:
         """The stemmed content terms of ``text``: no question words, negations or single letters."""
