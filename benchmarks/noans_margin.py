@@ -11,6 +11,10 @@ Pooled out-of-fold AUROC and the false-answer rate where 85% of answerable quest
 keep an answer, for both; and the margin's own AUROC. Questions of articles the
 reader trained on are left out (their margin would be a trained-on figure).
 
+Repeat ``--reader`` and ``--reader-articles`` (in the same order) to pool fold
+readers: each reads the questions of the articles it held out, and every question
+is read by exactly one of them.
+
     PYTHONPATH=$PWD python benchmarks/noans_margin.py --collection results/answers-v2-tune.jsonl \\
         --reader models/noans-reader-2ep-fold2 --reader-articles 1,3,4,5,10,11,13,14,16,20,21 \\
         --squad ../shared/data/dev-v1.1.json --out benchmarks/results/noans_margin.json
@@ -19,6 +23,7 @@ reader trained on are left out (their margin would be a trained-on figure).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -70,25 +75,38 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collection", required=True, help="answers_collect.py output on dev-v2.0-tune.json")
-    parser.add_argument("--reader", required=True, help="a no-answer reader (qa-search train reader)")
-    parser.add_argument("--reader-articles", required=True, help="the SQuAD articles the reader held out, e.g. 1,3-5")
-    parser.add_argument("--squad", required=True, help="SQuAD v1.1 dev file, to name the articles")
+    parser.add_argument("--reader", required=True, action="append",
+                        help="a no-answer reader (qa-search train reader); repeat for fold readers")
+    parser.add_argument("--reader-articles", required=True, action="append",
+                        help="the SQuAD articles the reader held out, e.g. 1,3-5 (once per --reader, in its order)")
+    parser.add_argument("--squad", required=True,
+                        help="the SQuAD file whose article numbers --reader-articles uses, to name the articles")
     parser.add_argument("--index", default=str(REPO / "indexes/squad-dev"),
                         help="the index the collection was made on (its BM25 document frequencies; default: %(default)s)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args(argv)
 
+    if len(args.reader) != len(args.reader_articles):
+        parser.error(f"{len(args.reader)} --reader but {len(args.reader_articles)} --reader-articles: give one per reader")
     titles = [a["title"] for a in json.loads(Path(args.squad).read_text(encoding="utf-8"))["data"]]
-    held_out = {titles[i] for i in parse_articles(args.reader_articles)}
-    records = [r for r in load(args.collection) if r["title"] in held_out]
-    if not records:
-        parser.error("no question of the collection is in --reader-articles")
+    held_out = [{titles[i] for i in parse_articles(articles)} for articles in args.reader_articles]
+    for (i, a), (j, b) in itertools.combinations(enumerate(held_out), 2):
+        if a & b:
+            parser.error(f"readers {i + 1} and {j + 1} both held out {sorted(a & b)}: each question needs one reader")
+    collection = load(args.collection)
     policy = AnswerPolicy.load(None)
-    reader = Reader.load(args.reader)
-    if not reader.allow_no_answer:
-        parser.error(f"{args.reader} has no null answer: its spans are not relative to a null score")
-    margin = margins(reader, records, policy.paragraphs)
+    records, parts = [], []
+    for path, titles_out in zip(args.reader, held_out):
+        mine = [r for r in collection if r["title"] in titles_out]
+        if not mine:
+            parser.error(f"no question of the collection is in the articles {path} held out")
+        reader = Reader.load(path)
+        if not reader.allow_no_answer:
+            parser.error(f"{path} has no null answer: its spans are not relative to a null score")
+        records += mine
+        parts.append(margins(reader, mine, policy.paragraphs))
+    margin = np.concatenate(parts)
     lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
     X, _ = features_of(records, policy, tuple(policy.features), lexical)
     y = np.array([int(r["answerable"]) for r in records])
