@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.squad_metrics import squad_v2_scores  # noqa: E402
+from pipeline.files import write_json  # noqa: E402
 from pipeline.index.search_index import SearchIndex  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import (  # noqa: E402
@@ -464,10 +465,8 @@ def main(argv=None) -> int:
                   f"{100 * held['answered_after_abstention']:.1f}%; end-to-end F1 with the abstentions (scored 0) "
                   f"{held['end_to_end_f1_abstaining']:.2f} = "
                   f"{100 * held['end_to_end_f1_abstaining'] / held['oracle_f1']:.1f}% of the oracle")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    # numpy scalars as numbers, not strings (write_json's fallback is str)
+    print(f"wrote {write_json(args.out, json.loads(json.dumps(report, default=float)))}")
     if args.write_policy:
         print(f"wrote {policy.save(DEFAULT_POLICY)}")
     return 0
