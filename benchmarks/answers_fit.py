@@ -15,7 +15,8 @@ reader spans), so no model runs here:
    at the threshold where 85% of the *training* articles' answerable questions
    keep an answer. Per fold: AUROC, false-answer rate on unanswerable
    questions, recall on answerable ones, HasAns/NoAns EM/F1 (official v2.0
-   rules). The shipped model is then fitted on every tune question.
+   rules); pooled out of fold, with 95% intervals over the articles resampled
+   (:func:`article_interval`). The shipped model is then fitted on every tune question.
 3. **Held-out** (v1.1 articles 24-47): end-to-end F1 of the shipped selection
    against the oracle (the reader on the gold paragraph) on the same questions,
    and the previous rule (read only hits over the threshold, highest
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -261,6 +263,45 @@ def keep_threshold(scores: np.ndarray, y: np.ndarray) -> float:
     return float(np.quantile(scores[y == 1], 1.0 - KEEP))
 
 
+def article_interval(statistic, groups: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of ``statistic(question indices)`` when whole articles are resampled with replacement.
+
+    The questions of one article share its paragraphs and its writers, so they are
+    not independent: resampling questions would give too narrow an interval. With
+    15 articles the interval is wide, which is the honest width. ``statistic``
+    returns NaN for a resample it cannot score (one class only); those are left out.
+    Percentile bootstrap (scipy.stats.bootstrap), seeded.
+    """
+    from scipy.stats import bootstrap
+
+    articles, inverse = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inverse == k) for k in range(len(articles))]
+
+    def on_articles(chosen: np.ndarray) -> float:
+        return statistic(np.concatenate([members[int(k)] for k in chosen]))
+
+    result = bootstrap((np.arange(len(articles)),), on_articles, n_resamples=resamples, vectorized=False,
+                       method="percentile", rng=np.random.default_rng(seed))
+    values = result.bootstrap_distribution[np.isfinite(result.bootstrap_distribution)]
+    low, high = np.quantile(values, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def auroc_on(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float:
+    """AUROC of ``scores`` for ``y`` on the questions ``idx``; NaN where they hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y[idx], scores[idx])) if len(set(y[idx])) == 2 else math.nan
+
+
+def false_answers_at_keep(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float:
+    """The false-answer rate on the questions ``idx`` where KEEP of their answerable ones keep an answer."""
+    yy, ss = y[idx], scores[idx]
+    if len(set(yy)) < 2:
+        return math.nan
+    return float((ss[yy == 0] >= keep_threshold(ss, yy)).mean())
+
+
 def judged(records, preds, scores, threshold) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -308,6 +349,10 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
     # The issue's figure: false answers where exactly KEEP of the answerable questions keep an answer (out of fold).
     at_keep = keep_threshold(out_of_fold, y)
     pooled["false_answer_rate_at_keep"] = float((out_of_fold[y == 0] >= at_keep).mean())
+    # How far these move with the sample of articles (the questions of one article are not independent).
+    pooled["auroc_interval"] = article_interval(lambda idx: auroc_on(y, out_of_fold, idx), groups)
+    pooled["false_answer_rate_at_keep_interval"] = article_interval(
+        lambda idx: false_answers_at_keep(y, out_of_fold, idx), groups)
     return {"folds": per_fold, "pooled_out_of_fold": pooled, "single_feature_auroc": single,
             "mean_fold_auroc": float(np.mean([f["auroc"] for f in per_fold if f["auroc"] is not None])),
             "mean_fold_false_answer_rate": float(np.mean([f["false_answer_rate"] for f in per_fold])),
@@ -418,6 +463,8 @@ def main(argv=None) -> int:
           f"{p.get('HasAns_f1', float('nan')):>11.2f}{p.get('NoAns_f1', float('nan')):>10.2f}{p['f1']:>8.2f}")
     print(f"pooled out-of-fold, where {100 * KEEP:.0f}% of answerable questions keep an answer: false-answer rate "
           f"{p['false_answer_rate_at_keep']:.3f}")
+    (a_lo, a_hi), (f_lo, f_hi) = p["auroc_interval"], p["false_answer_rate_at_keep_interval"]
+    print(f"95% intervals, articles resampled: AUROC {a_lo:.3f}-{a_hi:.3f}, false-answer rate {f_lo:.3f}-{f_hi:.3f}")
     print("single-feature AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in cv["single_feature_auroc"].items()))
 
     X, _ = features_of(tune, selection, names, lexical)

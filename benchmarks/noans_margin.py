@@ -8,8 +8,10 @@ margin (the best span's score relative to the null score, the highest over the
 paragraphs read). Then the abstention model is cross-validated, grouped by article,
 on those questions alone: with the shipped features, and with the margin added.
 Pooled out-of-fold AUROC and the false-answer rate where 85% of answerable questions
-keep an answer, for both; and the margin's own AUROC. Questions of articles the
-reader trained on are left out (their margin would be a trained-on figure).
+keep an answer, for both; and the margin's own AUROC. The AUROCs and the gain
+come with 95% intervals over the articles resampled (the gain's on the same
+resampled articles for both). Questions of articles the reader trained on are
+left out (their margin would be a trained-on figure).
 
 Repeat ``--reader`` and ``--reader-articles`` (in the same order) to pool fold
 readers: each reads the questions of the articles it held out, and every question
@@ -34,7 +36,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from answers_fit import KEEP, features_of, fit, keep_threshold, load  # noqa: E402
+from answers_fit import (  # noqa: E402
+    KEEP,
+    article_interval,
+    auroc_on,
+    false_answers_at_keep,
+    features_of,
+    fit,
+    load,
+)
 
 from pipeline.eval.questions import parse_articles  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
@@ -57,17 +67,23 @@ def margins(reader: Reader, records: list[dict], paragraphs: int) -> np.ndarray:
     return best
 
 
-def cross_validated(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> dict:
-    from sklearn.metrics import roc_auc_score
+def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
+    """Each question's answerability from a model fitted on the other folds' articles."""
     from sklearn.model_selection import GroupKFold
 
     scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
         scaler, model = fit(X[train], y[train])
         scores[test] = model.predict_proba(scaler.transform(X[test]))[:, 1]
-    at_keep = keep_threshold(scores, y)
-    return {"auroc": float(roc_auc_score(y, scores)),
-            "false_answer_rate_at_keep": float((scores[y == 0] >= at_keep).mean())}
+    return scores
+
+
+def summary(scores: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict:
+    """Pooled AUROC with its interval over resampled articles, and the false-answer rate at KEEP recall."""
+    everything = np.arange(len(y))
+    return {"auroc": auroc_on(y, scores, everything),
+            "auroc_interval": article_interval(lambda idx: auroc_on(y, scores, idx), groups),
+            "false_answer_rate_at_keep": false_answers_at_keep(y, scores, everything)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,15 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     groups = np.array([r["title"] for r in records])
     folds = min(args.folds, len(set(groups)))
     out = {"questions": len(records), "answerable": int(y.sum()), "articles": sorted(set(groups)), "folds": folds,
-           "margin_auroc": float(roc_auc_score(y, margin)),
-           "shipped_features": cross_validated(X, y, groups, folds),
-           "with_margin": cross_validated(np.c_[X, margin], y, groups, folds)}
+           "margin_auroc": float(roc_auc_score(y, margin))}
+    shipped, with_margin = out_of_fold(X, y, groups, folds), out_of_fold(np.c_[X, margin], y, groups, folds)
+    out["shipped_features"], out["with_margin"] = summary(shipped, y, groups), summary(with_margin, y, groups)
+    # the gain on the same resampled articles (paired): is it more than the sample of articles?
+    out["auroc_gain_interval"] = article_interval(
+        lambda idx: auroc_on(y, with_margin, idx) - auroc_on(y, shipped, idx), groups)
     print(f"{out['questions']} questions ({out['answerable']} answerable) of {len(out['articles'])} articles the reader "
           f"held out; {folds} folds grouped by article; the margin alone: AUROC {out['margin_auroc']:.3f}\n")
-    print(f"| abstention features | pooled AUROC | false answers at {100 * KEEP:.0f}% recall |")
+    print(f"| abstention features | pooled AUROC (95% interval, articles resampled) | false answers at {100 * KEEP:.0f}% recall |")
     print("|---|---:|---:|")
     for name, key in (("shipped", "shipped_features"), ("shipped + no-answer reader margin", "with_margin")):
-        print(f"| {name} | {out[key]['auroc']:.3f} | {out[key]['false_answer_rate_at_keep']:.3f} |")
+        lo, hi = out[key]["auroc_interval"]
+        print(f"| {name} | {out[key]['auroc']:.3f} ({lo:.3f}-{hi:.3f}) | {out[key]['false_answer_rate_at_keep']:.3f} |")
+    lo, hi = out["auroc_gain_interval"]
+    print(f"\nAUROC gain of the margin, same resampled articles: "
+          f"{out['with_margin']['auroc'] - out['shipped_features']['auroc']:+.3f} ({lo:+.3f} to {hi:+.3f})")
     if args.out:
         write_json(args.out, out)
     return 0

@@ -6,6 +6,7 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 from conftest import load_benchmark, make_keyword_reader
 
@@ -325,3 +326,31 @@ def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_
     records[1]["question"] = "When was Edison born?"  # the question's rarest term is not in the answer's sentence
     X, _ = answers_fit.features_of(records, policy, ("rare_term_missing",), lexical)
     assert X[:, 0].tolist() == [0.0, 1.0]
+
+
+def test_answers_fit_interval_resamples_whole_articles():
+    """The pooled AUROC's interval: articles are resampled whole, so it holds the figure and widens when articles disagree."""
+    answers_fit = load_benchmark("answers_fit")
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"article{k}" for k in range(8)], 40)
+    y = np.tile([1, 0], 160)
+    everything = np.arange(len(y))
+
+    # every article separates its questions perfectly: every resample scores 1
+    perfect = y + rng.uniform(0, 0.5, len(y))
+    assert answers_fit.article_interval(lambda idx: answers_fit.auroc_on(y, perfect, idx), groups) == pytest.approx((1.0, 1.0))
+
+    # half the articles rank their answerable questions first, half last: the pooled AUROC sits inside a wide interval
+    flipped = np.isin(groups, [f"article{k}" for k in range(4)])
+    mixed = np.where(flipped, 1 - y, y) + rng.uniform(0, 0.5, len(y))
+    pooled = answers_fit.auroc_on(y, mixed, everything)
+    low, high = answers_fit.article_interval(lambda idx: answers_fit.auroc_on(y, mixed, idx), groups, seed=1)
+    assert low < pooled < high and high - low > 0.3
+    # the same seed gives the same interval
+    assert answers_fit.article_interval(lambda idx: answers_fit.auroc_on(y, mixed, idx), groups, seed=1) == (low, high)
+
+    # one class only: no AUROC, no false-answer rate (left out of the resamples)
+    assert np.isnan(answers_fit.auroc_on(y, mixed, np.flatnonzero(y == 1)))
+    assert np.isnan(answers_fit.false_answers_at_keep(y, mixed, np.flatnonzero(y == 0)))
+    # where 85% of the answerable keep an answer, every unanswerable question of a flipped article is answered
+    assert answers_fit.false_answers_at_keep(y, mixed, np.flatnonzero(flipped)) == 1.0
