@@ -268,7 +268,7 @@ def article_interval(statistic, groups: np.ndarray, *, resamples: int = 1000, se
 
     The questions of one article share its paragraphs and its writers, so they are
     not independent: resampling questions would give too narrow an interval. With
-    15 articles the interval is wide, which is the honest width. ``statistic``
+    a few articles the interval is wide, which is the honest width. ``statistic``
     returns NaN for a resample it cannot score (one class only); those are left out.
     Percentile bootstrap (scipy.stats.bootstrap), seeded.
     """
