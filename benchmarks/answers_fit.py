@@ -347,8 +347,7 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
     pooled = judged(records, preds, out_of_fold, float(np.mean([f["threshold"] for f in per_fold])))
     pooled["auroc"] = float(roc_auc_score(y, out_of_fold))
     # The figure: false answers where exactly KEEP of the answerable questions keep an answer (out of fold).
-    at_keep = keep_threshold(out_of_fold, y)
-    pooled["false_answer_rate_at_keep"] = float((out_of_fold[y == 0] >= at_keep).mean())
+    pooled["false_answer_rate_at_keep"] = false_answers_at_keep(y, out_of_fold, np.arange(len(y)))
     # How far these move with the sample of articles (the questions of one article are not independent).
     pooled["auroc_interval"] = article_interval(lambda idx: auroc_on(y, out_of_fold, idx), groups)
     pooled["false_answer_rate_at_keep_interval"] = article_interval(
