@@ -208,6 +208,17 @@ SPAN_POLICY = AnswerPolicy(
 )
 
 
+def test_an_abstention_just_below_the_threshold_shows_the_places_that_tell_them_apart():
+    hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9, scores={},
+                ranks={"fused": 1})]
+    start = TESLA.index("1856")
+    near = decide(hits, [Reading([Span("1856", start, start + 4, 0.9992)])], SPAN_POLICY, question="When?")
+    assert near.answer is None and near.answerability == pytest.approx(0.4996, abs=1e-4)
+    assert near.reason.startswith("No paragraph here answers this: answerability 0.4996 is below 0.5000 (")
+    far = decide(hits, [Reading([Span("1856", start, start + 4, 0.5)])], SPAN_POLICY, question="When?")
+    assert far.reason.startswith("No paragraph here answers this: answerability 0.27 is below 0.50 (")
+
+
 def test_policy_round_trips_through_json_and_refuses_bad_files(tmp_path):
     path = SPAN_POLICY.save(tmp_path / "policy.json")
     loaded = AnswerPolicy.load(path)

@@ -458,6 +458,14 @@ def _given_by(support: int, decided_on: int) -> str:
     return f"given by {support} of the first {decided_on} paragraphs"
 
 
+def _below(score: float, threshold: float) -> str:
+    """"0.19 is below 0.38": to two places, or as many more as it takes to tell them apart (0.3737 is below 0.3738)."""
+    for places in (2, 3, 4, 5, 6):
+        if f"{score:.{places}f}" != f"{threshold:.{places}f}":
+            break
+    return f"{score:.{places}f} is below {threshold:.{places}f}"
+
+
 def _shown(value: float) -> str:
     """A feature's value as a reason shows it: whole numbers without decimals, others to two places."""
     value = float(value)
@@ -496,7 +504,7 @@ def decide(
     if abstain and policy.abstains and score is not None and score < policy.threshold:
         against = policy.weighed_against(features)
         reason = (
-            f"No paragraph here answers this: answerability {score:.2f} is below {policy.threshold:.2f} "
+            f"No paragraph here answers this: answerability {_below(score, policy.threshold)} "
             f"(best candidate {candidate.text!r}, {_given_by(len(candidate.support), len(read_hits))}"
             + (f"; against it most: {against}" if against else "") + ")."
         )
