@@ -10,7 +10,7 @@ reader spans), so no model runs here:
    (reading costs time; :func:`tune_selection`).
 2. **Abstention** (tune SQuAD v2.0 questions, answerable vs unanswerable):
    scikit-learn LogisticRegression on standardised
-   :data:`pipeline.read.answers.FEATURES`, grouped cross-validation by article
+   :data:`DEFAULT_FEATURES` (``--features``), grouped cross-validation by article
    (GroupKFold): each fold is scored by a model fitted on the other articles,
    at the threshold where 85% of the *training* articles' answerable questions
    keep an answer. Per fold: AUROC, false-answer rate on unanswerable
@@ -57,6 +57,11 @@ from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.results import Hit  # noqa: E402
 
 SHIPPED = SearchSettings()
+#: Fitted only when ``--features`` names them. ``question_form`` reads the question's wording alone: on SQuAD 2.0 it
+#: learns how that crowd wrote unanswerable questions ("which" 9.4% of answerable questions, 2.0% of unanswerable
+#: ones), which a product's users do not share (docs/answers.md, "How the question is worded").
+OPT_IN_FEATURES = ("question_form",)
+DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in OPT_IN_FEATURES)
 KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
 GRID_N = (1, 2, 3, 4, 5)
 GRID_WEIGHT = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -191,7 +196,8 @@ def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...
     lexical = lexical or LexicalEvidence()
     for r in records:
         c = choose(r, policy)
-        feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical)
+        feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical,
+                                policy.question_form_score)
         X.append([feats[f] for f in names])
         preds.append(c[0].text if c else None)
     X = np.array(X, dtype=float)
@@ -258,6 +264,74 @@ def fit(X: np.ndarray, y: np.ndarray, signs: tuple[int, ...] | None = None):
     return scaler, SignedLogistic(C, signs).fit(scaler.transform(X), y)
 
 
+#: L2 strength of the question-form model: a few hundred closed-class words, a few thousand questions (0.1-1 measured alike).
+FORM_C = 0.3
+
+
+def form_words() -> list[str]:
+    """The words the question-form model reads: scikit-learn's English stop words and negated contractions' stems.
+
+    Closed-class words (question words, negations, quantifiers, pronouns) say how a
+    question is put, not what it is about, so what they learn carries to articles
+    the model never saw; content words learned each article's share of
+    unanswerable questions and did worse out of fold (docs/answers.md).
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sorted(ENGLISH_STOP_WORDS | {"didn", "doesn", "isn", "wasn", "weren", "aren", "won", "hasn", "haven",
+                                        "hadn", "couldn", "wouldn", "shouldn"})
+
+
+def fit_question_form(questions: list[str], y: np.ndarray) -> dict:
+    """The question-form model (:meth:`AnswerPolicy.question_form_score`) fitted on ``questions``: intercept, weights."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = CountVectorizer(vocabulary=form_words(), binary=True)  # the policy's _FORM_TOKEN tokens
+    model = LogisticRegression(C=FORM_C, max_iter=3000).fit(vectorizer.transform(questions), y)
+    weights = {w: round(float(c), 6) for w, c in zip(vectorizer.get_feature_names_out(), model.coef_[0])
+               if round(float(c), 6) != 0.0}  # words no question used stay at 0: left out
+    return {"intercept": round(float(model.intercept_[0]), 6), "weights": weights}
+
+
+def question_form_scores(form: dict, questions: list[str]) -> np.ndarray:
+    """``form``'s log-odds of each question, as the pipeline computes it."""
+    policy = AnswerPolicy(question_form=form)
+    return np.array([policy.question_form_score(q) for q in questions])
+
+
+def question_form_out_of_fold(questions: list[str], y: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
+    """Each question's form score from a model fitted on the other folds' articles.
+
+    The abstention model is fitted on these, not on in-sample scores: a model
+    scoring the questions it was fitted on looks surer than it will be on new ones.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    scores = np.zeros(len(questions))
+    for train, test in GroupKFold(n_splits=min(folds, len(set(groups)))).split(questions, y, groups):
+        form = fit_question_form([questions[i] for i in train], y[train])
+        scores[test] = question_form_scores(form, [questions[i] for i in test])
+    return scores
+
+
+def fold_features(X: np.ndarray, y: np.ndarray, groups: np.ndarray, questions: list[str], names: tuple[str, ...],
+                  train: np.ndarray, test: np.ndarray, folds: int) -> tuple[np.ndarray, np.ndarray]:
+    """One outer fold's training and test features, the question form stacked without seeing the test articles.
+
+    Training rows get out-of-fold scores within the training articles; test rows
+    the scores of a model fitted on all training articles, as a policy fitted with
+    the feature scores a new question with the model fitted on every tune article.
+    """
+    X_train, X_test = X[train].copy(), X[test].copy()
+    if "question_form" in names:
+        j = names.index("question_form")
+        train_questions = [questions[i] for i in train]
+        X_train[:, j] = question_form_out_of_fold(train_questions, y[train], groups[train], folds)
+        X_test[:, j] = question_form_scores(fit_question_form(train_questions, y[train]), [questions[i] for i in test])
+    return X_train, X_test
+
+
 def keep_threshold(scores: np.ndarray, y: np.ndarray) -> float:
     """The score at which KEEP of the answerable questions (y == 1) stay at or above it."""
     return float(np.quantile(scores[y == 1], 1.0 - KEEP))
@@ -320,7 +394,7 @@ def judged(records, preds, scores, threshold) -> dict:
     }
 
 
-def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = FEATURES,
+def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = DEFAULT_FEATURES,
                    signs: tuple[int, ...] | None = None, lexical: LexicalEvidence | None = None) -> dict:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
@@ -328,13 +402,17 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
     X, preds = features_of(records, policy, names, lexical)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
+    questions = [r["question"] for r in records]
+    if "question_form" in names:  # for its single-feature AUROC; each fold below stacks it on its own articles
+        X[:, names.index("question_form")] = question_form_out_of_fold(questions, y, groups, folds)
     out_of_fold = np.zeros(len(records))
     per_fold = []
     for k, (train, test) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
-        scaler, model = fit(X[train], y[train], signs)
-        train_scores = model.predict_proba(scaler.transform(X[train]))[:, 1]
+        X_train, X_test = fold_features(X, y, groups, questions, names, train, test, folds)
+        scaler, model = fit(X_train, y[train], signs)
+        train_scores = model.predict_proba(scaler.transform(X_train))[:, 1]
         threshold = keep_threshold(train_scores, y[train])
-        scores = model.predict_proba(scaler.transform(X[test]))[:, 1]
+        scores = model.predict_proba(scaler.transform(X_test))[:, 1]
         out_of_fold[test] = scores
         row = judged([records[i] for i in test], [preds[i] for i in test], scores, threshold)
         row["fold"] = k
@@ -417,8 +495,9 @@ def main(argv=None) -> int:
                              "same way on other tune articles, so that its span scores are those of a reader that "
                              "never saw the fitting questions (recorded in the policy)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/answers_fit.json"))
-    parser.add_argument("--features", default=",".join(FEATURES),
-                        help="abstention features, comma-separated (default: all of pipeline.read.answers.FEATURES)")
+    parser.add_argument("--features", default=",".join(DEFAULT_FEATURES),
+                        help="abstention features, comma-separated (default: pipeline.read.answers.FEATURES but "
+                             f"{', '.join(OPT_IN_FEATURES)}; known: {', '.join(FEATURES)})")
     parser.add_argument("--signs", choices=("free", "meaning"), default="free",
                         help="free: unconstrained coefficients (default); meaning: each bound to the sign of its "
                              "feature's meaning (FEATURE_SIGNS)")
@@ -468,6 +547,12 @@ def main(argv=None) -> int:
 
     X, _ = features_of(tune, selection, names, lexical)
     y = np.array([int(r["answerable"]) for r in tune])
+    form = {}
+    if "question_form" in names:  # out of fold for the abstention model; the policy's own on every tune question
+        questions, groups = [r["question"] for r in tune], np.array([r["title"] for r in tune])
+        X[:, names.index("question_form")] = question_form_out_of_fold(questions, y, groups, args.folds)
+        form = {**fit_question_form(questions, y), "C": FORM_C,
+                "words": "scikit-learn ENGLISH_STOP_WORDS and negated contractions (benchmarks/answers_fit.form_words)"}
     scaler, model = fit(X, y, signs)
     threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
     policy = AnswerPolicy(
@@ -480,6 +565,7 @@ def main(argv=None) -> int:
         coef=tuple(round(float(v), 6) for v in model.coef_[0]),
         intercept=round(float(model.intercept_[0]), 6),
         threshold=round(threshold, 6),
+        question_form=form,
         fitted_for={"reader": args.reader, "reranker": args.reranker, "bi_encoder": args.bi_encoder,
                     **({"collected_with_reader": args.collected_with} if args.collected_with else {}),
                     "data": "SQuAD v2.0 dev questions of the tune articles (dev-v2.0-tune.json)",

@@ -43,6 +43,7 @@ from answers_fit import (  # noqa: E402
     false_answers_at_keep,
     features_of,
     fit,
+    fold_features,
     load,
 )
 
@@ -67,14 +68,16 @@ def margins(reader: Reader, records: list[dict], paragraphs: int) -> np.ndarray:
     return best
 
 
-def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int) -> np.ndarray:
-    """Each question's answerability from a model fitted on the other folds' articles."""
+def out_of_fold(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, questions: list[str],
+                names: tuple[str, ...]) -> np.ndarray:
+    """Each question's answerability from a model fitted on the other folds' articles (``names``: X's columns)."""
     from sklearn.model_selection import GroupKFold
 
     scores = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
-        scaler, model = fit(X[train], y[train])
-        scores[test] = model.predict_proba(scaler.transform(X[test]))[:, 1]
+        X_train, X_test = fold_features(X, y, groups, questions, names, train, test, folds)
+        scaler, model = fit(X_train, y[train])
+        scores[test] = model.predict_proba(scaler.transform(X_test))[:, 1]
     return scores
 
 
@@ -124,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(margins(reader, mine, policy.paragraphs))
     margin = np.concatenate(parts)
     lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
-    X, _ = features_of(records, policy, tuple(policy.features), lexical)
+    names = tuple(policy.features)
+    X, _ = features_of(records, policy, names, lexical)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     folds = min(args.folds, len(set(groups)))
     out = {"questions": len(records), "answerable": int(y.sum()), "articles": sorted(set(groups)), "folds": folds,
            "margin_auroc": float(roc_auc_score(y, margin))}
-    shipped, with_margin = out_of_fold(X, y, groups, folds), out_of_fold(np.c_[X, margin], y, groups, folds)
+    questions = [r["question"] for r in records]
+    shipped = out_of_fold(X, y, groups, folds, questions, names)
+    with_margin = out_of_fold(np.c_[X, margin], y, groups, folds, questions, names + ("no_answer_margin",))
     out["shipped_features"], out["with_margin"] = summary(shipped, y, groups), summary(with_margin, y, groups)
     # the gain on the same resampled articles (paired): is it more than the sample of articles?
     out["auroc_gain_interval"] = article_interval(

@@ -203,6 +203,84 @@ def test_an_abstention_says_which_features_weighed_most_against_answering():
                                     "never mentions (2)).")
 
 
+FORM = {"intercept": 0.5, "weights": {"not": -2.0, "never": -1.5, "didn": -1.0, "which": 0.75}}
+
+
+def test_the_question_form_reads_closed_class_words_and_can_tip_a_decision():
+    policy = AnswerPolicy(question_form=FORM)
+    assert policy.question_form_score("Which year?") == pytest.approx(1.25)
+    # each word once; case, punctuation and a contraction's stem ("didn't" -> "didn") as scikit-learn tokenises
+    assert policy.question_form_score("NOT, not... Who didn't win?") == pytest.approx(0.5 - 2.0 - 1.0)
+    assert math.isnan(AnswerPolicy().question_form_score("Who did not win?"))  # no weights: unmeasured
+    # in a decision: the same paragraph and span, answered or not by the question's wording alone
+    hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9, scores={},
+                ranks={"fused": 1})]
+    start = TESLA.index("1856")
+    reading = [Reading([Span("1856", start, start + 4, 9.0)])]
+    form_policy = AnswerPolicy(paragraphs=1, features=("question_form",), mean=(0.0,), scale=(1.0,), coef=(1.0,),
+                               intercept=0.0, threshold=0.5, question_form=FORM)
+    asked = decide(hits, reading, form_policy, question="In which year was Nikola Tesla born?")
+    assert asked.answer.text == "1856" and asked.answerability == pytest.approx(1 / (1 + math.exp(-1.25)))
+    negated = decide(hits, reading, form_policy, question="In what year was Nikola Tesla not born?")
+    assert negated.answer is None and negated.candidate.text == "1856"
+    assert "how the question is worded (-1.50)" in negated.reason
+    # no question: unmeasured, no pull (the fit's mean)
+    assert decide(hits, reading, form_policy).answerability == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="uses the question_form feature but has no question_form weights"):
+        AnswerPolicy(features=("question_form",), mean=(0.0,), scale=(1.0,), coef=(1.0,))
+    with pytest.raises(ConfigError, match="question_form must be a JSON object"):
+        AnswerPolicy(question_form=["not"])
+
+
+def test_answers_fit_question_form_scores_as_scikit_learn_and_stacks_out_of_fold():
+    """The pipeline's score is the fitted model's log-odds; the abstention model never sees a test article's labels."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    answers_fit = load_benchmark("answers_fit")
+    # opt-in: the shipped policy is fitted on the script's default features, which leave it out
+    assert "question_form" not in answers_fit.DEFAULT_FEATURES
+    assert AnswerPolicy.load().features == answers_fit.DEFAULT_FEATURES
+    rng = np.random.default_rng(0)
+    openers = ["What", "Which", "Who", "When did", "How many"]
+    questions, y, groups = [], [], []
+    for article in range(6):
+        for i in range(40):
+            negated = rng.random() < 0.5
+            # "never" says unanswerable in articles 0-4; in article 5 it says the opposite
+            label = int(not negated) if article < 5 else int(negated)
+            questions.append(f"{rng.choice(openers)} {'never ' if negated else ''}happened to thing {i} of article "
+                             f"{article}? It's, you know, WEIRD: isn't it?")
+            y.append(label)
+            groups.append(f"article{article}")
+    y, groups = np.array(y), np.array(groups)
+    form = answers_fit.fit_question_form(questions, y)
+    assert set(form["weights"]) <= set(answers_fit.form_words()) and form["weights"]["never"] < -0.5
+    vectorizer = CountVectorizer(vocabulary=answers_fit.form_words(), binary=True)
+    model = LogisticRegression(C=answers_fit.FORM_C, max_iter=3000).fit(vectorizer.transform(questions), y)
+    expected = model.decision_function(vectorizer.transform(questions))
+    assert answers_fit.question_form_scores(form, questions) == pytest.approx(expected, abs=1e-4)
+    # fold features: article 5 tested, scored by a model of articles 0-4 alone ("never" still reads unanswerable)
+    names = ("span_score", "question_form")
+    X = np.zeros((len(y), 2))
+    test, train = np.nonzero(groups == "article5")[0], np.nonzero(groups != "article5")[0]
+    X_train, X_test = answers_fit.fold_features(X, y, groups, questions, names, train, test, folds=5)
+    never = np.array(["never" in questions[i] for i in test])
+    assert X_test[never, 1].max() < X_test[~never, 1].min()
+    assert X_test[:, 0].tolist() == [0.0] * len(test)
+    # the test article's labels reach nothing: every one flipped, every feature stays
+    flipped = y.copy()
+    flipped[test] = 1 - flipped[test]
+    X_train_again, X_test_again = answers_fit.fold_features(X, flipped, groups, questions, names, train, test, folds=5)
+    assert np.array_equal(X_train_again, X_train) and np.array_equal(X_test_again, X_test)
+    # training rows are scored out of fold: a row's own label does not move its score
+    flipped = y.copy()
+    flipped[train[0]] = 1 - flipped[train[0]]
+    X_flipped, _ = answers_fit.fold_features(X, flipped, groups, questions, names, train, test, folds=5)
+    assert X_flipped[0, 1] == pytest.approx(X_train[0, 1])
+    assert not np.allclose(X_flipped[:, 1], X_train[:, 1])  # ...while the other articles' models see it
+
+
 SPAN_POLICY = AnswerPolicy(
     paragraphs=3, features=("span_score",), mean=(0.0,), scale=(1.0,), coef=(2.0,), intercept=-2.0, threshold=0.5
 )
@@ -234,6 +312,9 @@ def test_policy_round_trips_through_json_and_refuses_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="No answer policy file"):
         AnswerPolicy.load(tmp_path / "missing.json")
     assert AnswerPolicy.load().paragraphs >= 1  # the shipped one loads
+    form_policy = AnswerPolicy(features=("question_form",), mean=(0.0,), scale=(1.0,), coef=(1.0,), threshold=0.5,
+                               question_form=FORM)
+    assert AnswerPolicy.load(form_policy.save(tmp_path / "form.json")) == form_policy
 
 
 @pytest.fixture(scope="module")

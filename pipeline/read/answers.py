@@ -27,7 +27,8 @@ span score, whether the reranker's top is the retriever's top, and how much of
 the question's wording the answer's paragraph and sentence hold, and how rare
 in the index a question term the answer's sentence lacks is:
 :class:`LexicalEvidence`, and how close the top paragraph is to the question
-in the bi-encoder's space: :func:`dense_similarity`) into ``answerability``;
+in the bi-encoder's space: :func:`dense_similarity`; opt-in, how the question
+is worded: :meth:`AnswerPolicy.question_form_score`) into ``answerability``;
 below the policy's threshold the search abstains. The
 shipped policy (``answer_policy.json`` beside this module) was fitted by
 ``benchmarks/answers_fit.py`` on SQuAD v2.0 questions of the tune articles
@@ -82,6 +83,7 @@ FEATURES = (
     "negation_mismatch",
     "dense_similarity",
     "rare_term_missing",
+    "question_form",
 )
 
 #: How an abstention's reason names a feature that weighed against answering (every name in :data:`FEATURES`).
@@ -100,6 +102,7 @@ FEATURE_LABELS = {
     "negation_mismatch": "a negation the answer's sentence does not make",
     "dense_similarity": "how close question and paragraph are in meaning",
     "rare_term_missing": "the question's rare terms the answer's sentence lacks",
+    "question_form": "how the question is worded",
 }
 
 #: Words that say what is asked, not what about: left out of the question's content terms.
@@ -112,6 +115,8 @@ _ASK_WORDS = frozenset(
 )
 _NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "without", "cannot"})
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: The words :meth:`AnswerPolicy.question_form_score` reads: scikit-learn's CountVectorizer tokens (2+ word characters).
+_FORM_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 #: A sentence ends at . ! or ? before a space and a capital, a digit or the end, unless the word it closes
 #: is an initial or a short abbreviation ("O.S. 28 June", "U.S. Army", "Dr. Smith").
 _SENTENCE_END = re.compile(r"(?:(?<=[^\W\d_]{2})|(?<=[\d)\]\"']))[.!?](?=\s+[\"'(\[]?[A-Z0-9]|\s*$)")
@@ -136,6 +141,7 @@ class AnswerPolicy:
     coef: tuple[float, ...] = ()
     intercept: float = 0.0
     threshold: float | None = None
+    question_form: Mapping[str, Any] = field(default_factory=dict)
     fitted_for: Mapping[str, Any] = field(default_factory=dict)
     figures: Mapping[str, Any] = field(default_factory=dict)
 
@@ -152,6 +158,14 @@ class AnswerPolicy:
             raise ConfigError("The answer policy needs one mean, scale and coefficient per feature.")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"The answer policy's threshold must be between 0 and 1, got {self.threshold}.")
+        if not isinstance(self.question_form, Mapping):
+            raise ConfigError("The answer policy's question_form must be a JSON object (intercept and weights).")
+        if "question_form" in self.features:
+            weights = self.question_form.get("weights")
+            if not isinstance(weights, Mapping) or not weights or not all(
+                    isinstance(w, str) and isinstance(v, (int, float)) for w, v in weights.items()):
+                raise ConfigError("The answer policy uses the question_form feature but has no question_form "
+                                  "weights (a JSON object of word: weight); refit it with benchmarks/answers_fit.py.")
 
     @property
     def abstains(self) -> bool:
@@ -183,7 +197,33 @@ class AnswerPolicy:
         """Write the policy as JSON (to a temporary file first, then renamed into place)."""
         data = asdict(self)
         data["fitted_for"], data["figures"] = dict(self.fitted_for), dict(self.figures)
+        if self.question_form:
+            data["question_form"] = json.loads(json.dumps(self.question_form, default=dict))
+        else:  # a policy without the feature reads as before it existed
+            del data["question_form"]
         return write_json(path, data)
+
+    def question_form_score(self, question: str) -> float:
+        """How the wording of ``question`` alone bears on its being answerable: a log-odds; NaN without weights.
+
+        A logistic model over which closed-class words (scikit-learn's English stop
+        words: question words, negations, quantifiers) the question uses, fitted by
+        ``benchmarks/answers_fit.py --features ...,question_form`` out of fold on the
+        questions the policy is fitted on. It is a prior learned from how those
+        questions were written, not evidence from the paragraphs, so the shipped
+        policy leaves it out: on SQuAD 2.0 it learns that crowd's habits ("not"
+        and "never" in unanswerable questions, "which" in answerable ones), which
+        a product's users do not share (docs/answers.md). Fitted on a deployment's
+        own questions, it learns how its users word what the documents cannot answer.
+
+        >>> AnswerPolicy(question_form={"intercept": 0.5, "weights": {"not": -2.0}}).question_form_score("Who did not win?")
+        -1.5
+        """
+        weights = self.question_form.get("weights") if self.question_form else None
+        if not weights:
+            return math.nan
+        words = set(_FORM_TOKEN.findall(question.lower()))
+        return float(self.question_form.get("intercept", 0.0)) + sum(float(weights.get(w, 0.0)) for w in words)
 
     def mismatch(self, *, read_paragraphs: int, read_weight: float) -> str | None:
         """Why this policy's answerability does not hold for a search reading so, or ``None`` when it does.
@@ -397,12 +437,14 @@ class LexicalEvidence:
 
 def answer_features(
     hits: Sequence[Hit], candidates: Sequence[Candidate], read: int, question: str = "",
-    lexical: LexicalEvidence | None = None,
+    lexical: LexicalEvidence | None = None, question_form: Callable[[str], float] | None = None,
 ) -> dict[str, float]:
     """The abstention model's inputs for one search (names in :data:`FEATURES`).
 
     ``question`` (and the hits' texts) feed the lexical features; without them
-    those features read as a fully covered question.
+    those features read as a fully covered question. ``question_form`` scores the
+    question's wording (:meth:`AnswerPolicy.question_form_score`); without it or
+    a question, ``question_form`` is NaN (unmeasured: no pull).
     """
     probs = [reranker_probability(h) if h.probability is not None else 0.0 for h in hits]
     top = candidates[0] if candidates else None
@@ -425,6 +467,7 @@ def answer_features(
         "answer_in_top": 1.0 if hits and hits[0].id in ids else 0.0,
         **lexical_features,
         "dense_similarity": dense_similarity(hits),
+        "question_form": question_form(question) if question_form is not None and question else math.nan,
     }
 
 
@@ -499,7 +542,7 @@ def decide(
         reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
         return Decision(None, None, None, reason, [], hit_answers)
     candidate = best_answer_of(candidates[0])
-    features = answer_features(hits, candidates, len(read_hits), question, lexical)
+    features = answer_features(hits, candidates, len(read_hits), question, lexical, policy.question_form_score)
     score = policy.answerability(features)
     if abstain and policy.abstains and score is not None and score < policy.threshold:
         against = policy.weighed_against(features)
