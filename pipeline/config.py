@@ -126,6 +126,7 @@ ENV_VARS: Mapping[str, str] = {
     "QA_SEARCH_THREADS": "threads",
     "QA_SEARCH_CASCADE_RERANKER": "cascade_reranker",
     "QA_SEARCH_ANSWER_POLICY": "answer_policy",
+    "QA_SEARCH_ABSTAIN_BELOW": "abstain_below",
     "QA_SEARCH_POLICY": "policy",
     "QA_SEARCH_CALIBRATION": "calibration",
 }
@@ -311,6 +312,10 @@ class SearchSettings:
         read: use the loaded reader (``False`` skips it for this search).
         abstain: let the answer policy withhold the answer when no paragraph
             seems to answer (``False``: always give the best candidate).
+        abstain_below: the answerability under which the search abstains
+            (``None``: the answer policy's own threshold, where 85% of the
+            answerable tune questions keep an answer). Lower keeps more answers
+            and gives more false ones (docs/answers.md, "Choosing the threshold").
     """
 
     mode: RetrievalMode = RetrievalMode.HYBRID
@@ -329,6 +334,7 @@ class SearchSettings:
     rerank: bool = True
     read: bool = True
     abstain: bool = True
+    abstain_below: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", RetrievalMode.parse(self.mode))
@@ -338,6 +344,8 @@ class SearchSettings:
         for name in ("candidates", "top_k", "rrf_k", "max_query_chars", "read_paragraphs"):
             _check_positive_int(name, getattr(self, name))
         _check_positive_int("agreed_candidates", self.agreed_candidates, minimum=0)
+        if self.abstain_below is not None:
+            _check_unit("abstain_below", self.abstain_below)
         weight = self.read_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 10.0:
             raise ConfigError(f"read_weight must be a number from 0 to 10, got {self.read_weight!r}.")

@@ -277,7 +277,7 @@ class QAPipeline:
                 # the reader's move can bring up a screened hit
                 self._rescore_first_read(question, shown, cfg, exact, done)
         if read_ms is not None:  # the answer, on the final order
-            self._decide(texts, hits, readings, decisions, cfg.abstain)
+            self._decide(texts, hits, readings, decisions, cfg.abstain, cfg.abstain_below)
         answer_policy = self._describe_answer_policy(cfg, read_weight) if read_ms is not None else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
@@ -377,10 +377,13 @@ class QAPipeline:
         if not policy.abstains:
             return f"best answer of the first {policy.paragraphs} paragraph(s) read; no answerability model"
         why = policy.mismatch(read_paragraphs=self._paragraphs_read(cfg), read_weight=read_weight)
+        threshold = f"threshold {policy.threshold:.2f}"
+        if cfg.abstain_below is not None:
+            threshold = f"threshold {cfg.abstain_below:.2f} (abstain_below; the policy's {policy.threshold:.2f})"
         if why is not None:
             logger.info("The answer policy was %s: its answerability is uncalibrated for this search.", why)
-            return f"answerability uncalibrated (the answer policy was {why}), threshold {policy.threshold:.2f}"
-        return f"answerability fitted for this reading, threshold {policy.threshold:.2f}"
+            return f"answerability uncalibrated (the answer policy was {why}), {threshold}"
+        return f"answerability fitted for this reading, {threshold}"
 
     def _paragraphs_read(self, cfg: SearchSettings) -> int:
         """How many first hits a search reads: ``read_paragraphs``, and never fewer than the answer policy decides on."""
@@ -416,13 +419,14 @@ class QAPipeline:
         return (time.perf_counter() - start) * 1000.0 / max(len(questions), 1), read_of
 
     def _decide(self, questions: list[str], hits: list[list[Hit]], read_of: list[dict[int, Reading]],
-                decisions: list[Decision | None], abstain: bool) -> None:
+                decisions: list[Decision | None], abstain: bool, threshold: float | None = None) -> None:
         """Each question's answer (or abstention), decided on the read hits in their final order; fills ``decisions``."""
         policy = self.answer_policy
         for i, (question, shown, reading_of) in enumerate(zip(questions, hits, read_of)):
             ordered = read_first(shown, lambda hit: id(hit) in reading_of)
             decided = [reading_of[id(hit)] for hit in ordered[: policy.paragraphs] if id(hit) in reading_of]
-            decision = decide(ordered, decided, policy, abstain=abstain, question=question, lexical=self.lexical)
+            decision = decide(ordered, decided, policy, abstain=abstain, question=question, lexical=self.lexical,
+                              threshold=threshold)
             for hit, answer in zip(ordered, decision.hit_answers):
                 hit.answer = answer
             if decision.answer is None and decision.candidate is not None:

@@ -14,6 +14,7 @@ from conftest import serve_on_loopback
 from fastapi.testclient import TestClient
 
 from pipeline.apps.server import ServerSettings, create_app
+from pipeline.config import PipelineConfig
 from pipeline.errors import ConfigError
 from pipeline.qa import QAPipeline
 from pipeline.rerank.batching import MicroBatcher
@@ -540,3 +541,22 @@ def test_an_abstention_carries_the_same_fields_in_python_http_and_cli(tmp_path, 
             None, want["answerability"], want["no_answer_reason"])
         assert got["candidate"]["text"] == want["candidate"]["text"]
         assert not any(h["answerable"] for h in got["hits"])
+    # abstain_below moves the threshold for one search, the same way everywhere: at 0 every search answers
+    kept = qa.search(QUESTION, abstain_below=0.0).to_dict()
+    assert kept["answer"]["text"] == want["candidate"]["text"] and kept["no_answer_reason"] is None
+    assert kept["settings"]["answer_policy"].endswith("threshold 0.00 (abstain_below; the policy's 0.50)")
+    with TestClient(create_app(qa, rerankers={"tiny": reranker}, settings=ServerSettings())) as c:
+        http = c.post("/v1/search", json={"query": QUESTION, "abstain_below": 0.0}).json()
+        refused = c.post("/v1/search", json={"query": QUESTION, "abstain_below": 1.5})
+    assert refused.status_code == 422 and "abstain_below" in refused.text
+    assert main(["search", QUESTION, "--index", str(tiny_index), "--reranker", str(tiny_cross_encoder), "--reader",
+                 str(tiny_reader), "--device", "cpu", "--answer-policy", str(policy), "--abstain-below", "0",
+                 "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    for got in (http, cli):
+        assert (got["answer"]["text"], got["answerability"], got["no_answer_reason"]) == (
+            kept["answer"]["text"], kept["answerability"], None)
+    # out of range: the setting says which values it takes
+    with pytest.raises(ConfigError, match="abstain_below must be between 0 and 1, got 2"):
+        qa.search(QUESTION, abstain_below=2)
+    assert PipelineConfig.from_env({"QA_SEARCH_ABSTAIN_BELOW": "0.3"}).search.abstain_below == 0.3

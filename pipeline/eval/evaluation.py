@@ -315,7 +315,8 @@ def evaluate(
     if read:
         logger.info("Reading the gold paragraphs (oracle)")
         reader_figures = reader_metrics(qa.reader, [q for q in kept if q.id in golds], predictions, candidates_read)
-        reader_figures["answers"] = answer_metrics(kept, predictions, answerability, qa.answer_policy.threshold)
+        threshold = qa.settings.abstain_below if qa.settings.abstain_below is not None else qa.answer_policy.threshold
+        reader_figures["answers"] = answer_metrics(kept, predictions, answerability, threshold)
     config = {
         "questions": len(kept),
         "answerable_questions": len(golds),

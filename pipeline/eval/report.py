@@ -115,7 +115,7 @@ def markdown_report(result: EvalResult) -> str:
             lines += ["", "## Answers and abstention (official SQuAD v2.0 rules)", ""]
             v2 = answers["v2"]
             rows = [
-                ["answerability threshold (shipped)", "-" if answers["threshold"] is None else f"{answers['threshold']:.3f}"],
+                ["answerability threshold (the policy's, or abstain_below)", "-" if answers["threshold"] is None else f"{answers['threshold']:.3f}"],
                 ["recall: answerable questions with an answer", _pct(answers["recall"])],
                 ["false-answer rate: unanswerable questions with an answer", _pct(answers["false_answer_rate"])],
                 ["AUROC of answerability", "-" if answers["auroc"] is None else f"{answers['auroc']:.4f}"],

@@ -533,9 +533,12 @@ def best_answer_of(candidate: Candidate) -> BestAnswer:
 
 def decide(
     hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True, question: str = "",
-    lexical: LexicalEvidence | None = None,
+    lexical: LexicalEvidence | None = None, threshold: float | None = None,
 ) -> Decision:
-    """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer ``question``."""
+    """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer ``question``.
+
+    Abstains when the answerability is below ``threshold`` (``None``: the policy's).
+    """
     read_hits = list(hits[: len(readings)])
     candidates, hit_answers = aggregate(read_hits, readings, policy)
     if not candidates:
@@ -544,10 +547,11 @@ def decide(
     candidate = best_answer_of(candidates[0])
     features = answer_features(hits, candidates, len(read_hits), question, lexical, policy.question_form_score)
     score = policy.answerability(features)
-    if abstain and policy.abstains and score is not None and score < policy.threshold:
+    limit = policy.threshold if threshold is None else threshold
+    if abstain and policy.features and limit is not None and score is not None and score < limit:
         against = policy.weighed_against(features)
         reason = (
-            f"No paragraph here answers this: answerability {_below(score, policy.threshold)} "
+            f"No paragraph here answers this: answerability {_below(score, limit)} "
             f"(best candidate {candidate.text!r}, {_given_by(len(candidate.support), len(read_hits))}"
             + (f"; against it most: {against}" if against else "") + ")."
         )

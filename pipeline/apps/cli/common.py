@@ -24,6 +24,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-read", action="store_true", help="skip the reader (no answer spans)")
     parser.add_argument("--no-abstain", action="store_true",
                         help="always give the best candidate answer, even where the answer policy would abstain")
+    parser.add_argument("--abstain-below", type=float, metavar="P",
+                        help="answerability under which the search abstains (default: the answer policy's threshold; "
+                        "lower keeps more answers and gives more false ones; $QA_SEARCH_ABSTAIN_BELOW)")
     parser.add_argument("--answer-policy", metavar="PATH",
                         help="answer policy JSON (paragraphs read, abstention model; default: the shipped one)")
     parser.add_argument("--bi-encoder", metavar="NAME|PATH", help="bi-encoder (default: the one the index was built with)")
@@ -79,6 +82,7 @@ def pipeline_settings(args: argparse.Namespace) -> dict:
         "reader": args.reader,
         "read": False if args.no_read else None,
         "abstain": False if args.no_abstain else None,
+        "abstain_below": args.abstain_below,
         "answer_policy": args.answer_policy,
         "bi_encoder": args.bi_encoder,
         "candidates": args.candidates,

@@ -131,6 +131,11 @@ def build_schemas(limits: Limits) -> Schemas:
         abstain: bool | None = Field(
             None, description="false: always return the best answer, even where the answer policy would abstain",
         )
+        abstain_below: float | None = Field(
+            None, ge=0.0, le=1.0, allow_inf_nan=False,
+            description="answerability under which the search abstains (default: the answer policy's threshold; "
+            "lower keeps more answers and gives more false ones)",
+        )
 
     class HitOut(BaseModel):
         """One passage, as the Python API's ``Hit.to_dict()`` gives it."""
