@@ -63,6 +63,8 @@ SHIPPED = SearchSettings()
 OPT_IN_FEATURES = ("question_form",)
 DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in OPT_IN_FEATURES)
 KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
+#: Other shares for the table of operating points (``abstain_below``: docs/answers.md, "Choosing the threshold").
+OPERATING_KEEPS = (0.75, 0.80, 0.85, 0.90, 0.95)
 GRID_N = (1, 2, 3, 4, 5)
 GRID_WEIGHT = (0.0, 0.5, 1.0, 2.0, 4.0)
 GRID_TEMPERATURE = (0.5, 1.0, 2.0, 4.0)
@@ -332,9 +334,9 @@ def fold_features(X: np.ndarray, y: np.ndarray, groups: np.ndarray, questions: l
     return X_train, X_test
 
 
-def keep_threshold(scores: np.ndarray, y: np.ndarray) -> float:
-    """The score at which KEEP of the answerable questions (y == 1) stay at or above it."""
-    return float(np.quantile(scores[y == 1], 1.0 - KEEP))
+def keep_threshold(scores: np.ndarray, y: np.ndarray, keep: float = KEEP) -> float:
+    """The score at which ``keep`` of the answerable questions (y == 1) stay at or above it."""
+    return float(np.quantile(scores[y == 1], 1.0 - keep))
 
 
 def article_interval(statistic, groups: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -368,12 +370,12 @@ def auroc_on(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float:
     return float(roc_auc_score(y[idx], scores[idx])) if len(set(y[idx])) == 2 else math.nan
 
 
-def false_answers_at_keep(y: np.ndarray, scores: np.ndarray, idx: np.ndarray) -> float:
-    """The false-answer rate on the questions ``idx`` where KEEP of their answerable ones keep an answer."""
+def false_answers_at_keep(y: np.ndarray, scores: np.ndarray, idx: np.ndarray, keep: float = KEEP) -> float:
+    """The false-answer rate on the questions ``idx`` where ``keep`` of their answerable ones keep an answer."""
     yy, ss = y[idx], scores[idx]
     if len(set(yy)) < 2:
         return math.nan
-    return float((ss[yy == 0] >= keep_threshold(ss, yy)).mean())
+    return float((ss[yy == 0] >= keep_threshold(ss, yy, keep)).mean())
 
 
 def judged(records, preds, scores, threshold) -> dict:
@@ -428,6 +430,9 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
     pooled["false_answer_rate_at_keep"] = false_answers_at_keep(y, out_of_fold, np.arange(len(y)))
     # How far these move with the sample of articles (the questions of one article are not independent).
     pooled["auroc_interval"] = article_interval(lambda idx: auroc_on(y, out_of_fold, idx), groups)
+    # The trade a user makes with abstain_below: false answers at other shares of answers kept (out of fold).
+    pooled["operating_points"] = [{"keep": k, "false_answer_rate": false_answers_at_keep(y, out_of_fold, np.arange(len(y)), k)}
+                                  for k in OPERATING_KEEPS]
     pooled["false_answer_rate_at_keep_interval"] = article_interval(
         lambda idx: false_answers_at_keep(y, out_of_fold, idx), groups)
     return {"folds": per_fold, "pooled_out_of_fold": pooled, "single_feature_auroc": single,
@@ -437,7 +442,12 @@ def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names:
 
 
 def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N,
-                   lexical: LexicalEvidence | None = None) -> dict:
+                   lexical: LexicalEvidence | None = None, thresholds: dict[float, float] | None = None) -> dict:
+    """End-to-end F1 of ``policy`` on held-out answerable questions against the oracle.
+
+    ``thresholds``: other answerability thresholds (keyed by the share of answerable
+    tune questions each keeps), each reported with its held-out share kept and F1.
+    """
     answerable = [r for r in records if r["answerable"] and r["answers"]]
     golds = [r["answers"] for r in answerable]
     X, ours = features_of(answerable, policy, lexical=lexical)  # the shipped selection's answers, and what the abstention reads
@@ -453,11 +463,20 @@ def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int,
         grid[(n, w, t)] = squad_v2_scores([(c[0].text if (c := choose(r, other)) else None) for r in answerable], golds)["f1"]
     best_n, best_w, best_t = max(grid, key=grid.get)
     kept = f1_abstaining = None
+    points = []
     if policy.abstains:
         scores = np.array([policy.answerability(dict(zip(FEATURES, x))) for x in X])
-        kept = float((scores >= policy.threshold).mean())
-        # as shipped: an abstention on an answerable question scores 0
-        f1_abstaining = squad_v2_scores([o if s >= policy.threshold else None for o, s in zip(ours, scores)], golds)["f1"]
+
+        def abstaining(threshold: float) -> tuple[float, float]:  # as shipped: an abstention scores 0
+            answers = [o if s >= threshold else None for o, s in zip(ours, scores)]
+            return float((scores >= threshold).mean()), squad_v2_scores(answers, golds)["f1"]
+
+        kept, f1_abstaining = abstaining(policy.threshold)
+        for keep, threshold in (thresholds or {}).items():
+            share, f1_at = abstaining(threshold)
+            points.append({"tune_keep": keep, "threshold": round(threshold, 4), "kept": round(share, 4),
+                           "end_to_end_f1_abstaining": round(f1_at, 2),
+                           "ratio": round(f1_at / f1_oracle, 4) if f1_oracle else None})
     gold_in = {n: float(np.mean([r["gold"] in {h["source_id"] for h in r["hits"][:n]} for r in answerable]))
                for n in (1, 3, 5, 10)}
     return {
@@ -472,10 +491,27 @@ def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int,
         "gold_in_top": gold_in,
         "answered_after_abstention": kept,
         "end_to_end_f1_abstaining": None if f1_abstaining is None else round(f1_abstaining, 2),
+        "operating_points": points,
         "heldout_grid_best": {"paragraphs": best_n, "paragraph_weight": best_w, "temperature": best_t,
                               "f1": round(grid[(best_n, best_w, best_t)], 2)},
         "read_top_1_only_f1": round(grid[(1, policy.paragraph_weight, policy.temperature)], 2),
     }
+
+
+def print_operating_points(thresholds: dict[float, float], tune: list[dict], held: list[dict],
+                           off_ratio: float | None) -> None:
+    """The trade ``abstain_below`` makes: per share of answerable tune questions kept, the threshold and what it gives."""
+    by_keep = {row["keep"]: row["false_answer_rate"] for row in tune}
+    held_by = {row["tune_keep"]: row for row in held}
+    print("\n| answerable tune questions kept | abstain_below | false answers (tune, out of fold) "
+          "| held out: kept / end to end with abstention (of the oracle) |")
+    print("|---:|---:|---:|---:|")
+    for keep, threshold in thresholds.items():
+        h = held_by.get(keep)
+        shown = f"{100 * h['kept']:.1f}% / {100 * h['ratio']:.1f}%" if h and h["ratio"] is not None else "-"
+        print(f"| {100 * keep:.0f}% | {threshold:.3f} | {100 * by_keep[keep]:.1f}% | {shown} |")
+    off = f"100.0% / {100 * off_ratio:.1f}%" if off_ratio is not None else "-"  # every question keeps its best candidate
+    print(f"| 100% (abstention off) | 0 | 100.0% | {off} |")
 
 
 def main(argv=None) -> int:
@@ -554,7 +590,9 @@ def main(argv=None) -> int:
         form = {**fit_question_form(questions, y), "C": FORM_C,
                 "words": "scikit-learn ENGLISH_STOP_WORDS and negated contractions (benchmarks/answers_fit.form_words)"}
     scaler, model = fit(X, y, signs)
-    threshold = keep_threshold(model.predict_proba(scaler.transform(X))[:, 1], y)
+    in_sample = model.predict_proba(scaler.transform(X))[:, 1]
+    threshold = keep_threshold(in_sample, y)
+    thresholds = {k: keep_threshold(in_sample, y, k) for k in OPERATING_KEEPS}
     policy = AnswerPolicy(
         paragraphs=selection.paragraphs,
         paragraph_weight=selection.paragraph_weight,
@@ -582,7 +620,8 @@ def main(argv=None) -> int:
               "paragraph_weight": selection.paragraph_weight, "temperature": selection.temperature},
               "abstention_cv": cv, "policy": json.loads(json.dumps(policy.__dict__, default=dict))}
     if args.heldout:
-        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n, lexical)
+        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n, lexical,
+                              thresholds)
         report["heldout"] = held
         print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
               f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"
@@ -597,6 +636,8 @@ def main(argv=None) -> int:
                   f"{100 * held['answered_after_abstention']:.1f}%; end-to-end F1 with the abstentions (scored 0) "
                   f"{held['end_to_end_f1_abstaining']:.2f} = "
                   f"{100 * held['end_to_end_f1_abstaining'] / held['oracle_f1']:.1f}% of the oracle")
+    held = report.get("heldout", {})
+    print_operating_points(thresholds, p["operating_points"], held.get("operating_points", []), held.get("ratio"))
     # numpy scalars as numbers, not strings (write_json's fallback is str)
     print(f"wrote {write_json(args.out, json.loads(json.dumps(report, default=float)))}")
     if args.write_policy:

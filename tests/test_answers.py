@@ -400,10 +400,13 @@ def test_answers_fit_scores_an_abstention_on_an_answerable_question_as_zero(tmp_
     path.write_text("\n".join(json.dumps(record(q, s)) for q, s in (("sure", 10.0), ("unsure", 1.0))) + "\n")
     policy = AnswerPolicy(paragraphs=1, features=("span_score",), mean=(0.0,), scale=(1.0,), coef=(1.0,),
                           intercept=-5.0, threshold=0.5)
-    report = answers_fit.heldout_report(answers_fit.load(str(path)), policy)
+    report = answers_fit.heldout_report(answers_fit.load(str(path)), policy, thresholds={0.85: 0.5, 0.95: 0.01})
     assert report["end_to_end_f1"] == 100.0 and report["oracle_f1"] == 100.0
     assert report["answered_after_abstention"] == 0.5
     assert report["end_to_end_f1_abstaining"] == 50.0
+    # the operating points (abstain_below): the unsure question's answerability is 0.018
+    assert [(p["tune_keep"], p["kept"], p["end_to_end_f1_abstaining"]) for p in report["operating_points"]] == [
+        (0.85, 0.5, 50.0), (0.95, 1.0, 100.0)]
     # features_of: a search without dense scores has dense_similarity NaN, filled with the others' mean (none: 0)
     records = answers_fit.load(str(path))
     X, _ = answers_fit.features_of(records, policy, ("span_score", "dense_similarity"))
