@@ -127,11 +127,18 @@ def test_lexical_evidence_finds_the_words_an_unanswerable_question_swapped_in():
     assert LexicalEvidence.sentence(wiki, at, at + 6) == "Dr. Milutin, his father, served the U.S. Army."
 
 
-def test_a_missing_term_weighs_by_its_rarity_in_the_index():
+def test_a_missing_term_weighs_by_its_rarity_in_the_index(tmp_path):
     corpus = [TESLA, "Thomas Edison, the famous inventor, was born in Ohio.", "The famous Tesla coil.",
               "A famous priest moved.", "Edison was famous."]
     bm25 = BM25Index.from_texts(corpus)
     assert bm25.document_frequencies(["famous", "nikola", "unseen"]) == {"famous": 4, "nikola": 1, "unseen": 0}
+    # read from bm25s's score matrix, saved and memory-mapped back, as counted over the postings by rank-bm25
+    every = list(bm25.table.vocab)
+    bm25.save(tmp_path)
+    loaded = BM25Index.load(tmp_path)
+    counted = BM25Index.from_texts(corpus, engine="rank-bm25").document_frequencies(every)
+    assert loaded.bm25s_model is not None and loaded.document_frequencies(every) == counted == bm25.document_frequencies(every)
+    assert counted["famous"] == 4 and counted["edison"] == 2
     lexical = LexicalEvidence.of_index(bm25)
     start = TESLA.index("1856")
 

@@ -370,11 +370,21 @@ class BM25Index:
     def document_frequencies(self, terms: Iterable[str]) -> dict[str, int]:
         """How many passages hold each of ``terms`` (terms as this index's tokenizer makes them); 0 for one none holds.
 
-        Counted once, on first use, in one pass over the term table's postings.
+        Read once, on first use: with bm25s, from the lengths of its score matrix's
+        term columns (one number per term, however many passages); with rank-bm25,
+        counted in one pass over the term table's postings.
         """
         if self._df is None:
-            self._df = np.bincount(np.asarray(self.table.terms, dtype=np.int64), minlength=len(self._vocab))
+            self._df = self._count_documents()
         return {t: int(self._df[self._vocab[t]]) if t in self._vocab else 0 for t in terms}
+
+    def _count_documents(self) -> np.ndarray:
+        """Passages per term id (see :meth:`document_frequencies`)."""
+        n_vocab = len(self._vocab)
+        if self._bm25s is not None:  # column j of the matrix holds the passages of term j (score_matrix)
+            per_term = np.diff(np.asarray(self._bm25s.scores["indptr"], dtype=np.int64))[:n_vocab]
+            return np.pad(per_term, (0, n_vocab - len(per_term)))
+        return np.bincount(np.asarray(self.table.terms), minlength=n_vocab)
 
     def term_ids(self, query: str) -> list[int]:
         """The query's term ids (repeats kept, unknown terms dropped)."""
