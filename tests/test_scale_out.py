@@ -110,3 +110,23 @@ def test_serve_on_ray_refuses_replicas_the_cluster_cannot_place():
     with pytest.raises(ConfigError, match="2 GPUs, the Ray cluster has 2 CPUs and 0 GPUs"):
         check_fits(two_cpus, config, RayScaling(replica_cpus=0.1), gpus=1)
     check_fits(two_cpus, PipelineConfig.of(rerank=False, read=False), RayScaling(replica_cpus=0.5), gpus=1)
+
+
+def test_the_ingress_asks_the_retrieval_deployment_only_for_terms_it_has_not_kept():
+    from pipeline.scale_out.remote import RemoteTermStatistics
+
+    frequencies = {"tesla": 3, "born": 40, "year": 55, "edison": 2}
+    asked: list[list[str]] = []
+
+    def call(method, terms):
+        assert method == "document_frequencies"
+        asked.append(terms)
+        return {t: frequencies.get(t, 0) for t in terms}
+
+    stats = RemoteTermStatistics(call, {"stemmer": "english", "passages": 100}, size=3)
+    assert stats.document_frequencies(["tesla", "born", "tesla"]) == {"born": 40, "tesla": 3}
+    assert stats.document_frequencies(["born", "year", "unseen"]) == {"born": 40, "unseen": 0, "year": 55}
+    assert asked == [["born", "tesla"], ["unseen", "year"]]  # "born" was kept
+    assert stats.document_frequencies(["tesla"]) == {"tesla": 3}  # the least recent of four kept in three: asked again
+    assert asked[-1] == ["tesla"] and len(stats) == 100 and stats.stemmer == "english"
+    assert stats.document_frequencies(["year", "unseen"]) == {"unseen": 0, "year": 55} and len(asked) == 3

@@ -8,7 +8,8 @@ hits and the best answer are the single-process code), built from stand-ins:
   ``qa.index``: retrieval runs in the retrieval deployment, which also sends
   the candidates' passages (kept in a bounded cache for the rest of the search),
   and :class:`RemoteTermStatistics` asks it for the BM25 document frequencies
-  that the answer policy's lexical evidence reads;
+  that the answer policy's lexical evidence reads (kept in a bounded cache too:
+  a question's terms are mostly ones an earlier question asked about);
 * :class:`RemoteReranker` (``score_pairs``, ``name``, ``describe``,
   ``max_length``, ``tokenizer``) and :class:`RemoteReader` (``read_pairs``, ``spans``,
   ``name``, ``describe``) call the reranker and reader deployments.
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: Passages kept in the ingress between retrieval and the end of a search.
 PASSAGE_CACHE_SIZE = 50_000
+#: Terms whose document frequency the ingress keeps (a few MB).
+TERM_CACHE_SIZE = 100_000
 
 
 class Caller:
@@ -106,18 +109,39 @@ class PassageCache:
 
 
 class RemoteTermStatistics:
-    """The index's BM25 document frequencies, asked of the retrieval deployment (what the answer policy reads)."""
+    """The index's BM25 document frequencies, asked of the retrieval deployment (what the answer policy reads).
 
-    def __init__(self, call: Caller, info: dict[str, Any]):
+    The last ``size`` terms' frequencies are kept, so a search asks the deployment
+    only for terms no recent search asked about (often none). Like the passages,
+    they hold for the index the deployment serves, which does not change under it.
+    """
+
+    def __init__(self, call: Caller, info: dict[str, Any], size: int = TERM_CACHE_SIZE):
         self._call = call
         self.stemmer = info["stemmer"]
         self._len = int(info["passages"])
+        self._size = size
+        self._known: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._len
 
     def document_frequencies(self, terms) -> dict[str, int]:
-        return self._call("document_frequencies", sorted(set(terms)))
+        wanted = sorted(set(terms))
+        with self._lock:
+            found = {t: self._known[t] for t in wanted if t in self._known}
+            for term in found:
+                self._known.move_to_end(term)
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            fetched = {t: int(df) for t, df in self._call("document_frequencies", missing).items()}
+            found.update(fetched)
+            with self._lock:
+                self._known.update(fetched)
+                while len(self._known) > self._size:
+                    self._known.popitem(last=False)
+        return {t: found[t] for t in wanted}
 
 
 class RemoteIndex:
