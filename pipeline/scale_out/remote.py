@@ -9,7 +9,7 @@ hits and the best answer are the single-process code), built from stand-ins:
   the candidates' passages (kept in a bounded cache for the rest of the search),
   and :class:`RemoteTermStatistics` asks it for the BM25 document frequencies
   that the answer policy's lexical evidence reads (kept in a bounded cache too:
-  a question's terms are mostly ones an earlier question asked about);
+  questions share most of their terms);
 * :class:`RemoteReranker` (``score_pairs``, ``name``, ``describe``,
   ``max_length``, ``tokenizer``) and :class:`RemoteReader` (``read_pairs``, ``spans``,
   ``name``, ``describe``) call the reranker and reader deployments.
@@ -112,7 +112,7 @@ class RemoteTermStatistics:
     """The index's BM25 document frequencies, asked of the retrieval deployment (what the answer policy reads).
 
     The last ``size`` terms' frequencies are kept, so a search asks the deployment
-    only for terms no recent search asked about (often none). Like the passages,
+    only for terms no recent search asked about. Like the passages,
     they hold for the index the deployment serves, which does not change under it.
     """
 
