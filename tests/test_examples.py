@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from pipeline.apps.ui.page import SQUAD_EXAMPLES
@@ -15,15 +13,16 @@ CHLOROPLAST = "What is the primary purpose of chloroplasts?"
 
 @pytest.fixture(scope="module")
 def examples_index(tmp_path_factory, squad_dev_path, minilm_path):
-    """An index of every SQuAD dev article an example question of the UI comes from (about 360 paragraphs)."""
+    """The app's default corpus: every SQuAD v1.1 dev paragraph, indexed as ``make index`` does (about 1 min on 2 cores).
+
+    Not a slice of the examples' articles: BM25's statistics, the rarity of a missing
+    question term and the competing paragraphs all depend on the whole index, and a
+    policy change once left Tesla answered on a slice but abstaining on the full index.
+    """
     from pipeline.index import build_index
 
-    titles = {gold.split("#")[0] for gold in SQUAD_EXAMPLES.values()}
-    data = json.loads(squad_dev_path.read_text(encoding="utf-8"))["data"]
-    corpus = tmp_path_factory.mktemp("squad-examples") / "examples.json"
-    corpus.write_text(json.dumps({"version": "1.1", "data": [a for a in data if a["title"] in titles]}), encoding="utf-8")
-    out = corpus.parent / "index"
-    build_index(corpus, out, bi_encoder=str(minilm_path), progress=False)
+    out = tmp_path_factory.mktemp("squad-examples") / "index"
+    build_index(squad_dev_path, out, bi_encoder=str(minilm_path), progress=False)
     return out
 
 
