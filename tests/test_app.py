@@ -159,6 +159,17 @@ def test_an_abstention_is_said_plainly_and_the_best_candidate_is_one_click_away(
     assert "Show the best candidate anyway" in [e.label for e in at.expander]
     assert any("Best candidate (not trusted)" in h.value for h in at.html)
     assert not answering_ids(at)  # and no paragraph is flagged as answering
+    # the sidebar's slider starts at the policy's threshold; at 0 the same search answers
+    assert at.slider(key="abstain_below").value == 0.5
+    at.slider(key="abstain_below").set_value(0.0).run()
+    assert not any(plain(w.value).startswith("**No answer.**") for w in at.warning)
+    assert any('qa-best-label">Answer<' in h.value for h in at.html)
+    # an operator's QA_SEARCH_ABSTAIN_BELOW is where the slider starts, and what an untouched slider searches with
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_ANSWER_POLICY=str(policy),
+               QA_SEARCH_ABSTAIN_BELOW="0")
+    ask(at, "What is the capital of Atlantis?")
+    assert at.slider(key="abstain_below").value == 0.0
+    assert any('qa-best-label">Answer<' in h.value for h in at.html)
 
 
 # --------------------------------------------------------------------------- slow: real MiniLM + stand-in reranker

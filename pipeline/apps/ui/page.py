@@ -324,6 +324,28 @@ def model_choice(label: str, key: str, allowed: tuple[str, ...], ui: UISettings,
     return choice
 
 
+def abstention_control(qa: QAPipeline, search: dict) -> None:
+    """A sidebar slider for the answerability under which a search abstains (``abstain_below``), when it can abstain.
+
+    It starts where the pipeline's searches abstain (``QA_SEARCH_ABSTAIN_BELOW``, else
+    the answer policy's threshold; to two places) and changes ``search`` only when
+    moved: lower keeps more answers and gives more false ones.
+    """
+    policy = qa.answer_policy
+    if qa.reader is None or not search.get("read") or not policy.abstains:
+        return
+    default = qa.settings.abstain_below
+    start = round(float(policy.threshold if default is None else default), 2)
+    value = st.sidebar.slider("Abstain below answerability", 0.0, 1.0, start, 0.01, key="abstain_below",
+                              help="The answer is withheld (the best candidate one click away) when the search's "
+                              f"answerability is below this (the answer policy's threshold: {policy.threshold:.2f}); "
+                              "lower keeps more answers and gives more false ones.")
+    if round(float(value), 2) != start:  # the browser's value, bounded as every other setting
+        search["abstain_below"] = min(max(float(value), 0.0), 1.0)
+    elif default is not None:  # the operator's, said in the settings, so that run_search's cache key holds it
+        search["abstain_below"] = default
+
+
 def sidebar(defaults: PipelineConfig, ui: UISettings, first_index: str) -> dict:
     """The controls; returns the chosen index, models and search settings (bounded by ``ui``)."""
     with st.sidebar:
@@ -403,6 +425,7 @@ def main() -> None:
     models = [f"bi-encoder {display_name(manifest.bi_encoder['name'])}"]
     models += [f"{stage} {display_name(choice[stage])}" for stage in ("reranker", "reader") if choice[stage]]
     st.caption(escape_markdown(f"{Path(index).name} · {manifest.passages:,} passages · " + " · ".join(models)))
+    abstention_control(qa, choice["search"])
 
     with st.form("ask", border=False):
         st.text_input("Question", key="question", max_chars=choice["search"]["max_query_chars"],
