@@ -396,17 +396,31 @@ def judged(records, preds, scores, threshold) -> dict:
     }
 
 
-def cross_validate(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = DEFAULT_FEATURES,
-                   signs: tuple[int, ...] | None = None, lexical: LexicalEvidence | None = None) -> dict:
+def abstention_features(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = DEFAULT_FEATURES,
+                        lexical: LexicalEvidence | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """:func:`features_of`, with ``question_form`` (when named) scored out of fold over ``folds`` article groups.
+
+    What the shipped model is fitted on, and what :func:`cross_validate` reports the
+    single-feature AUROCs of (each of its folds stacks the question form again, on
+    its own training articles: :func:`fold_features`).
+    """
+    X, preds = features_of(records, policy, names, lexical)
+    if "question_form" in names:
+        y = np.array([int(r["answerable"]) for r in records])
+        X[:, names.index("question_form")] = question_form_out_of_fold(
+            [r["question"] for r in records], y, np.array([r["title"] for r in records]), folds)
+    return X, preds
+
+
+def cross_validate(records: list[dict], X: np.ndarray, preds: list[str | None], folds: int,
+                   names: tuple[str, ...] = DEFAULT_FEATURES, signs: tuple[int, ...] | None = None) -> dict:
+    """Grouped cross-validation of the abstention model on ``X`` (:func:`abstention_features` of ``records``)."""
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import GroupKFold
 
-    X, preds = features_of(records, policy, names, lexical)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     questions = [r["question"] for r in records]
-    if "question_form" in names:  # for its single-feature AUROC; each fold below stacks it on its own articles
-        X[:, names.index("question_form")] = question_form_out_of_fold(questions, y, groups, folds)
     out_of_fold = np.zeros(len(records))
     per_fold = []
     for k, (train, test) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
@@ -567,7 +581,8 @@ def main(argv=None) -> int:
           f"(best {best['f1']:.2f}, reading {best['paragraphs']}; standard error "
           f"{picked.get('standard_error', 0.0):.2f})")
     signs = tuple(FEATURE_SIGNS[n] for n in names) if args.signs == "meaning" else None
-    cv = cross_validate(tune, selection, args.folds, names, signs, lexical)
+    X, preds = abstention_features(tune, selection, args.folds, names, lexical)
+    cv = cross_validate(tune, X, preds, args.folds, names, signs)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
         print(f"{f['fold']:<6}{f['questions']:>6}{f['auroc']:>8.3f}{f['false_answer_rate']:>8.3f}{f['recall']:>8.3f}"
@@ -581,13 +596,10 @@ def main(argv=None) -> int:
     print(f"95% intervals, articles resampled: AUROC {a_lo:.3f}-{a_hi:.3f}, false-answer rate {f_lo:.3f}-{f_hi:.3f}")
     print("single-feature AUROC: " + ", ".join(f"{k} {v:.3f}" for k, v in cv["single_feature_auroc"].items()))
 
-    X, _ = features_of(tune, selection, names, lexical)
     y = np.array([int(r["answerable"]) for r in tune])
     form = {}
-    if "question_form" in names:  # out of fold for the abstention model; the policy's own on every tune question
-        questions, groups = [r["question"] for r in tune], np.array([r["title"] for r in tune])
-        X[:, names.index("question_form")] = question_form_out_of_fold(questions, y, groups, args.folds)
-        form = {**fit_question_form(questions, y), "C": FORM_C,
+    if "question_form" in names:  # X holds it out of fold (abstention_features); the policy's own on every tune question
+        form = {**fit_question_form([r["question"] for r in tune], y), "C": FORM_C,
                 "words": "scikit-learn ENGLISH_STOP_WORDS and negated contractions (benchmarks/answers_fit.form_words)"}
     scaler, model = fit(X, y, signs)
     in_sample = model.predict_proba(scaler.transform(X))[:, 1]
