@@ -44,12 +44,14 @@ from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.squad_metrics import squad_v2_scores  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.index.search_index import SearchIndex  # noqa: E402
+from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import (  # noqa: E402
     DEFAULT_POLICY,
     FEATURES,
     AnswerPolicy,
     LexicalEvidence,
+    Similarity,
     aggregate,
     answer_features,
 )
@@ -188,18 +190,20 @@ def tune_selection(records: list[dict], paragraphs: int | None = None,
 
 
 def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...] = FEATURES,
-                lexical: LexicalEvidence | None = None) -> tuple[np.ndarray, list[str | None]]:
+                lexical: LexicalEvidence | None = None,
+                similarity: Similarity | None = None) -> tuple[np.ndarray, list[str | None]]:
     """The abstention features of every collected question, and the answer each would give.
 
     ``lexical``: the evidence of the index the collection was made on
     (:meth:`LexicalEvidence.of_index`); without it, ``rare_term_missing`` is unmeasured.
+    ``similarity``: its bi-encoder's (:class:`CachedSimilarity`); without it, ``sentence_similarity`` is unmeasured.
     """
     X, preds = [], []
     lexical = lexical or LexicalEvidence()
     for r in records:
         c = choose(r, policy)
         feats = answer_features(r["hit_objs"], c, min(policy.paragraphs, len(r["reading_objs"])), r["question"], lexical,
-                                policy.question_form_score)
+                                policy.question_form_score, similarity)
         X.append([feats[f] for f in names])
         preds.append(c[0].text if c else None)
     X = np.array(X, dtype=float)
@@ -209,6 +213,33 @@ def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...
         means = np.where(missing, 0.0, X).sum(axis=0) / np.maximum(measured, 1)  # 0 where nothing was measured
         X[missing] = np.take(means, np.nonzero(missing)[1])
     return X, preds
+
+
+class CachedSimilarity:
+    """The bi-encoder's cosine similarities (:meth:`BiEncoder.similarities`), each text encoded once.
+
+    A collection repeats its paragraphs across questions; :meth:`warm` encodes every
+    question and every sentence of every hit in large batches first.
+    """
+
+    def __init__(self, encoder: BiEncoder):
+        self.encoder = encoder
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def warm(self, records: list[dict]) -> None:
+        texts = {r["question"] for r in records}
+        texts.update(s for r in records for h in r["hit_objs"] for s in LexicalEvidence.sentences(h.text))
+        self._encode(sorted(texts), progress=True)
+
+    def _encode(self, texts: list[str], progress: bool = False) -> None:
+        new = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if new:
+            self._vectors.update(zip(new, self.encoder.encode(new, batch_size=64, progress=progress)))
+
+    def __call__(self, query: str, texts) -> list[float]:
+        self._encode([query, *texts])
+        q = self._vectors[query]
+        return [float(self._vectors[t] @ q) for t in texts]
 
 
 #: Which way each feature's evidence points by its meaning: +1, more of it says the question is answered; -1, less.
@@ -397,14 +428,15 @@ def judged(records, preds, scores, threshold) -> dict:
 
 
 def abstention_features(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = DEFAULT_FEATURES,
-                        lexical: LexicalEvidence | None = None) -> tuple[np.ndarray, list[str | None]]:
+                        lexical: LexicalEvidence | None = None,
+                        similarity: Similarity | None = None) -> tuple[np.ndarray, list[str | None]]:
     """:func:`features_of`, with ``question_form`` (when named) scored out of fold over ``folds`` article groups.
 
     What the shipped model is fitted on, and what :func:`cross_validate` reports the
     single-feature AUROCs of (each of its folds stacks the question form again, on
     its own training articles: :func:`fold_features`).
     """
-    X, preds = features_of(records, policy, names, lexical)
+    X, preds = features_of(records, policy, names, lexical, similarity)
     if "question_form" in names:
         y = np.array([int(r["answerable"]) for r in records])
         X[:, names.index("question_form")] = question_form_out_of_fold(
@@ -456,7 +488,8 @@ def cross_validate(records: list[dict], X: np.ndarray, preds: list[str | None], 
 
 
 def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int, ...] = GRID_N,
-                   lexical: LexicalEvidence | None = None, thresholds: dict[float, float] | None = None) -> dict:
+                   lexical: LexicalEvidence | None = None, thresholds: dict[float, float] | None = None,
+                   similarity: Similarity | None = None) -> dict:
     """End-to-end F1 of ``policy`` on held-out answerable questions against the oracle.
 
     ``thresholds``: other answerability thresholds (keyed by the share of answerable
@@ -464,7 +497,8 @@ def heldout_report(records: list[dict], policy: AnswerPolicy, grid_n: tuple[int,
     """
     answerable = [r for r in records if r["answerable"] and r["answers"]]
     golds = [r["answers"] for r in answerable]
-    X, ours = features_of(answerable, policy, lexical=lexical)  # the shipped selection's answers, and what the abstention reads
+    # the shipped selection's answers, and what the abstention reads
+    X, ours = features_of(answerable, policy, lexical=lexical, similarity=similarity)
     oracle = [r["oracle"] for r in answerable]
     before = [previous_rule(r) for r in answerable]
     f1 = squad_v2_scores(ours, golds)["f1"]
@@ -539,7 +573,8 @@ def main(argv=None) -> int:
                         help="the index the collections were made on: its BM25 document frequencies give "
                              "rare_term_missing (default: %(default)s)")
     parser.add_argument("--bi-encoder", default="all-MiniLM-L6-v2",
-                        help="the bi-encoder of the index the collections were made on (dense_similarity is its cosine)")
+                        help="the bi-encoder of the index the collections were made on (dense_similarity is its "
+                             "cosine; sentence_similarity is computed with it here)")
     parser.add_argument("--collected-with", metavar="READER",
                         help="the reader --tune was collected with, when it stands in for --reader: one trained the "
                              "same way on other tune articles, so that its span scores are those of a reader that "
@@ -570,6 +605,11 @@ def main(argv=None) -> int:
         parser.error(f"--paragraphs {args.paragraphs} is more than the {args.read_paragraphs} hits read")
     lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
     tune = load(args.tune, args.read_paragraphs, args.read_weight)
+    heldout = load(args.heldout, args.read_paragraphs, args.read_weight) if args.heldout else []
+    similarity = None
+    if "sentence_similarity" in names:
+        similarity = CachedSimilarity(BiEncoder.load(args.bi_encoder))
+        similarity.warm(tune + heldout)
     selection, grid = tune_selection(tune, args.paragraphs, grid_n)
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
           f"{len({r['title'] for r in tune})} articles")
@@ -581,7 +621,7 @@ def main(argv=None) -> int:
           f"(best {best['f1']:.2f}, reading {best['paragraphs']}; standard error "
           f"{picked.get('standard_error', 0.0):.2f})")
     signs = tuple(FEATURE_SIGNS[n] for n in names) if args.signs == "meaning" else None
-    X, preds = abstention_features(tune, selection, args.folds, names, lexical)
+    X, preds = abstention_features(tune, selection, args.folds, names, lexical, similarity)
     cv = cross_validate(tune, X, preds, args.folds, names, signs)
     print(f"\n{'fold':<6}{'q':>6}{'AUROC':>8}{'FAR':>8}{'recall':>8}{'HasAns F1':>11}{'NoAns F1':>10}{'F1':>8}")
     for f in cv["folds"]:
@@ -632,8 +672,7 @@ def main(argv=None) -> int:
               "paragraph_weight": selection.paragraph_weight, "temperature": selection.temperature},
               "abstention_cv": cv, "policy": json.loads(json.dumps(policy.__dict__, default=dict))}
     if args.heldout:
-        held = heldout_report(load(args.heldout, args.read_paragraphs, args.read_weight), policy, grid_n, lexical,
-                              thresholds)
+        held = heldout_report(heldout, policy, grid_n, lexical, thresholds, similarity)
         report["heldout"] = held
         print(f"\nheld-out ({held['questions']} questions, {held['candidates']} candidates): end-to-end F1 "
               f"{held['end_to_end_f1']:.2f} / oracle {held['oracle_f1']:.2f} = {100 * held['ratio']:.1f}%"

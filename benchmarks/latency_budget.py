@@ -13,7 +13,9 @@ question so that load changes hit them alike:
   fp32 (``reader_backend torch``), the int8 screen alone (no fp32 re-score),
   fewer candidates (``--depths``; the pipeline always reranks at least ``top_k``);
   and at ELECTRA-base size a cascade where the MiniLM stand-in screens every
-  candidate and ELECTRA-base scores the best ``--cascade-keep``.
+  candidate and ELECTRA-base scores the best ``--cascade-keep``; and, at MiniLM
+  size, the answer policy without ``sentence_similarity`` (the bi-encoder reads
+  the answer's paragraph sentence by sentence: its time is in ``read``).
 
 Shipped defaults: hybrid, ``candidates``, early stop to ``agreed_candidates`` when
 BM25 and the bi-encoder agree on the best paragraph, ``auto`` backends (reranker:
@@ -36,6 +38,7 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +52,7 @@ from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
+from pipeline.read.answers import AnswerPolicy  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
 BUDGET_MS = {"minilm": 400.0, "electra-base": 1500.0}
@@ -74,6 +78,16 @@ def random_electra_base_reader(tokenizer_from: Path) -> Path:
     tokenizer.save_pretrained(staging)
     os.replace(staging, path)
     return path
+
+
+def without_feature(policy: AnswerPolicy, name: str) -> AnswerPolicy:
+    """``policy`` without one feature (its coefficient dropped, the others as fitted): that feature's time, not quality."""
+    if name not in policy.features:
+        return policy
+    keep = [i for i, f in enumerate(policy.features) if f != name]
+    pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
+    return replace(policy, features=pick(policy.features), mean=pick(policy.mean), scale=pick(policy.scale),
+                   coef=pick(policy.coef))
 
 
 def p50(values: list[float]) -> float:
@@ -107,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         "electra-base-torch-reader": QAPipeline.load(args.index, **electra, reader_backend="torch"),
         "cascade": QAPipeline.load(args.index, **electra, cascade_reranker=str(reranker), cascade_keep=args.cascade_keep),
     }
+    lean = QAPipeline.load(args.index, **minilm)
+    lean.answer_policy = without_feature(lean.answer_policy, "sentence_similarity")
+    pipelines["minilm-no-sentence-similarity"] = lean
     defaults = SearchSettings()
     depths = [int(x) for x in args.depths.split(",") if x.strip()]
     # (row name, pipeline, search overrides, budget)
@@ -116,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{size}, no early stop (agreed_candidates 0)", size, {"agreed_candidates": 0}, budget))
         rows.append((f"{size}, reader in PyTorch fp32", f"{size}-torch-reader", {}, budget))
         rows.append((f"{size}, int8 alone (no fp32 re-score)", f"{size}-int8", {}, budget))
+        if size == "minilm":  # the bi-encoder's cost: the same at either size
+            rows.append(("minilm, answer policy without sentence_similarity", "minilm-no-sentence-similarity", {}, budget))
         for d in depths:
             rows.append((f"{size}, {d} candidates", size, {"candidates": d}, budget))
             rows.append((f"{size}, {d} candidates, int8 alone (no fp32 re-score)", f"{size}-int8", {"candidates": d}, budget))

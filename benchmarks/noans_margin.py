@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from answers_fit import (  # noqa: E402
     KEEP,
+    CachedSimilarity,
     article_interval,
     auroc_on,
     false_answers_at_keep,
@@ -50,6 +51,7 @@ from answers_fit import (  # noqa: E402
 from pipeline.eval.questions import parse_articles  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.index.search_index import SearchIndex  # noqa: E402
+from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.read.answers import AnswerPolicy, LexicalEvidence  # noqa: E402
 from pipeline.read.reader import Reader  # noqa: E402
 
@@ -128,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     margin = np.concatenate(parts)
     lexical = LexicalEvidence.of_index(SearchIndex.load(args.index).bm25)
     names = tuple(policy.features)
-    X, _ = features_of(records, policy, names, lexical)
+    similarity = None
+    if "sentence_similarity" in names:
+        similarity = CachedSimilarity(BiEncoder.load(policy.fitted_for.get("bi_encoder", "all-MiniLM-L6-v2")))
+        similarity.warm(records)
+    X, _ = features_of(records, policy, names, lexical, similarity)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])
     folds = min(args.folds, len(set(groups)))

@@ -276,8 +276,10 @@ class QAPipeline:
             for question, shown, done in zip(texts, hits, exact_ids):
                 # the reader's move can bring up a screened hit
                 self._rescore_first_read(question, shown, cfg, exact, done)
-        if read_ms is not None:  # the answer, on the final order
+        if read_ms is not None:  # the answer, on the final order; its evidence (the closest sentence) counts as reading
+            start = time.perf_counter()
             self._decide(texts, hits, readings, decisions, cfg.abstain, cfg.abstain_below)
+            read_ms += (time.perf_counter() - start) * 1000.0 / max(len(texts), 1)
         answer_policy = self._describe_answer_policy(cfg, read_weight) if read_ms is not None else None
         total_ms = (time.perf_counter() - started) * 1000.0 / max(len(texts), 1)
         results = []
@@ -422,11 +424,12 @@ class QAPipeline:
                 decisions: list[Decision | None], abstain: bool, threshold: float | None = None) -> None:
         """Each question's answer (or abstention), decided on the read hits in their final order; fills ``decisions``."""
         policy = self.answer_policy
+        similarity = getattr(self.encoder, "similarities", None)  # the bi-encoder's, for sentence_similarity
         for i, (question, shown, reading_of) in enumerate(zip(questions, hits, read_of)):
             ordered = read_first(shown, lambda hit: id(hit) in reading_of)
             decided = [reading_of[id(hit)] for hit in ordered[: policy.paragraphs] if id(hit) in reading_of]
             decision = decide(ordered, decided, policy, abstain=abstain, question=question, lexical=self.lexical,
-                              threshold=threshold)
+                              threshold=threshold, similarity=similarity)
             for hit, answer in zip(ordered, decision.hit_answers):
                 hit.answer = answer
             if decision.answer is None and decision.candidate is not None:

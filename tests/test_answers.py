@@ -13,12 +13,14 @@ from conftest import load_benchmark, make_keyword_reader
 from pipeline.errors import ConfigError
 from pipeline.index.bm25 import BM25Index
 from pipeline.read.answers import (
+    MAX_SENTENCES,
     AnswerPolicy,
     LexicalEvidence,
     aggregate,
     answer_features,
     decide,
     dense_similarity,
+    sentence_similarity,
 )
 from pipeline.read.reader import Reader, Reading, Span
 from pipeline.results import Hit
@@ -181,6 +183,59 @@ def test_dense_similarity_is_the_first_hits_cosine_bounded_when_the_dense_list_m
     assert policy.answerability({"span_score": 0.0, "dense_similarity": 0.5}) < 0.5
     feats = answer_features([hit("a", 0.71)], [], 1)
     assert feats["dense_similarity"] == pytest.approx(0.71)
+
+
+def test_sentence_similarity_is_the_answers_paragraphs_closest_sentence_and_can_tip_a_decision():
+    asked = []
+
+    def similarity(question, texts):
+        asked.append(list(texts))
+        return [0.2, 0.7, 0.1][: len(texts)]
+
+    assert sentence_similarity("When was Tesla born?", TESLA, similarity) == pytest.approx(0.7)
+    assert asked == [["Nikola Tesla was born on 10 July 1856 in Smiljan.", "His father was an Orthodox priest.",
+                      "Tesla moved to the United States in 1884."]]
+    assert math.isnan(sentence_similarity("When was Tesla born?", TESLA, None))  # no bi-encoder: unmeasured
+    many = " ".join(f"Sentence {i} is here." for i in range(MAX_SENTENCES + 8))
+    assert sentence_similarity("q", many, lambda q, texts: [float(len(texts))] * len(texts)) == MAX_SENTENCES
+    # in a decision: the same paragraph and span, answered or not by how close its closest sentence is
+    hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9, ranks={"fused": 1})]
+    start = TESLA.index("1856")
+    reading = [Reading([Span("1856", start, start + 4, 9.0)])]
+    policy = AnswerPolicy(paragraphs=1, features=("sentence_similarity",), mean=(0.5,), scale=(0.1,), coef=(1.0,),
+                          intercept=0.0, threshold=0.5)
+    close = decide(hits, reading, policy, question="When was Tesla born?", similarity=lambda q, t: [0.7] * len(t))
+    assert close.answer.text == "1856" and close.answerability == pytest.approx(1 / (1 + math.exp(-2.0)))
+    far = decide(hits, reading, policy, question="When was Edison born?", similarity=lambda q, t: [0.3] * len(t))
+    assert far.answer is None and far.candidate.text == "1856"
+    assert "how close the question is in meaning to the paragraph's closest sentence (0.30)" in far.reason
+    assert decide(hits, reading, policy, question="When was Tesla born?").answerability == pytest.approx(0.5)
+
+    def unused(question, texts):
+        raise AssertionError("a policy without sentence_similarity must not run the bi-encoder")
+
+    assert decide(hits, reading, AnswerPolicy(paragraphs=1), question="When?", similarity=unused).answer.text == "1856"
+
+
+def test_the_bi_encoders_similarities_are_the_cosines_of_its_embeddings(minilm_path):
+    from pipeline.models.encoder import BiEncoder
+
+    encoder = BiEncoder.load(str(minilm_path), device="cpu")
+    texts = ["Warsaw was founded in the 13th century.", "Bananas are rich in potassium."]
+    sims = encoder.similarities("When was Warsaw founded?", texts)
+    vectors = encoder.encode(["When was Warsaw founded?", *texts])
+    assert sims == pytest.approx((vectors[1:] @ vectors[0]).tolist(), abs=1e-5)
+    assert sims[0] > sims[1] and all(-1.0 <= s <= 1.0 for s in sims)
+    assert encoder.similarities("When was Warsaw founded?", []) == []
+    # answers_fit's cache gives the same figures and encodes each text once
+    fit = load_benchmark("answers_fit")
+    encoded = []
+    real_encode = encoder.encode
+    encoder.encode = lambda texts, **kw: encoded.extend(texts) or real_encode(texts, **kw)
+    cached = fit.CachedSimilarity(encoder)
+    assert cached("When was Warsaw founded?", texts) == pytest.approx(sims, abs=1e-5)
+    assert cached("When was Warsaw founded?", texts[::-1]) == pytest.approx(sims[::-1], abs=1e-5)
+    assert sorted(encoded) == sorted(["When was Warsaw founded?", *texts])
 
 
 def test_an_abstention_says_which_features_weighed_most_against_answering():

@@ -130,3 +130,21 @@ def test_the_ingress_asks_the_retrieval_deployment_only_for_terms_it_has_not_kep
     assert stats.document_frequencies(["tesla"]) == {"tesla": 3}  # the least recent of four kept in three: asked again
     assert asked[-1] == ["tesla"] and len(stats) == 100 and stats.stemmer == "english"
     assert stats.document_frequencies(["year", "unseen"]) == {"unseen": 0, "year": 55} and len(asked) == 3
+
+
+def test_the_ingress_asks_the_retrieval_deployment_for_the_closest_sentence():
+    import math
+
+    from pipeline.scale_out.remote import EncoderName
+
+    asked = []
+
+    def call(method, query, texts):
+        asked.append((method, query, texts))
+        return [0.25 * (i + 1) for i in range(len(texts))]
+
+    encoder = EncoderName("all-MiniLM-L6-v2", call)
+    assert encoder.similarities("When?", ("One.", "Two.")) == [0.25, 0.5]
+    assert asked == [("similarities", "When?", ["One.", "Two."])]  # a list travels, whatever the caller passed
+    # an index without a bi-encoder: unmeasured, and the deployment is not asked
+    assert all(math.isnan(s) for s in EncoderName(None, call).similarities("When?", ["One."])) and len(asked) == 1

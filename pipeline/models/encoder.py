@@ -114,6 +114,13 @@ class BiEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def similarities(self, query: str, texts: Sequence[str]) -> list[float]:
+        """The cosine similarity of ``query`` to each of ``texts`` (one batch; what the answer policy reads)."""
+        if not len(texts):
+            return []
+        vectors = self.encode([query, *texts], batch_size=len(texts) + 1)
+        return (vectors[1:] @ vectors[0]).astype(float).tolist()
+
     def fingerprint(self) -> list[float]:
         """The probe text's embedding, rounded: identifies the model whatever its path."""
         return [round(float(x), 5) for x in self._torch_encode([PROBE_TEXT])[0]]

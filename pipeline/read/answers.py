@@ -27,7 +27,8 @@ span score, whether the reranker's top is the retriever's top, and how much of
 the question's wording the answer's paragraph and sentence hold, and how rare
 in the index a question term the answer's sentence lacks is:
 :class:`LexicalEvidence`, and how close the top paragraph is to the question
-in the bi-encoder's space: :func:`dense_similarity`; opt-in, how the question
+in the bi-encoder's space, and the answer's paragraph's closest sentence:
+:func:`dense_similarity`, :func:`sentence_similarity`; opt-in, how the question
 is worded: :meth:`AnswerPolicy.question_form_score`) into ``answerability``;
 below the policy's threshold the search abstains. The
 shipped policy (``answer_policy.json`` beside this module) was fitted by
@@ -83,6 +84,7 @@ FEATURES = (
     "negation_mismatch",
     "dense_similarity",
     "rare_term_missing",
+    "sentence_similarity",
     "question_form",
 )
 
@@ -102,6 +104,7 @@ FEATURE_LABELS = {
     "negation_mismatch": "a negation the answer's sentence does not make",
     "dense_similarity": "how close question and paragraph are in meaning",
     "rare_term_missing": "the question's rare terms the answer's sentence lacks",
+    "sentence_similarity": "how close the question is in meaning to the paragraph's closest sentence",
     "question_form": "how the question is worded",
 }
 
@@ -126,6 +129,11 @@ _COVERED = {"question_coverage": 1.0, "sentence_coverage": 1.0, "missing_terms":
             "rare_term_missing": 0.0}
 
 _FLOOR = 1e-6  # probabilities are clipped here before the log
+
+#: The bi-encoder's cosine similarity of a question to each of some texts (:meth:`BiEncoder.similarities`).
+Similarity = Callable[[str, Sequence[str]], Sequence[float]]
+#: At most this many sentences of the answer's paragraph are compared with the question (a bound on the cost).
+MAX_SENTENCES = 32
 
 
 @dataclass(frozen=True)
@@ -403,12 +411,26 @@ class LexicalEvidence:
         return set(self._stem(" ".join(kept)))
 
     @staticmethod
+    def _sentence_ends(text: str) -> list[int]:
+        return [m.end() for m in _SENTENCE_END.finditer(text) if not LexicalEvidence._abbreviation(text, m.start())]
+
+    @staticmethod
     def sentence(text: str, start: int, end: int) -> str:
         """The sentence of ``text`` that holds ``text[start:end]`` (cut at . ! ? followed by a space)."""
-        ends = [m.end() for m in _SENTENCE_END.finditer(text) if not LexicalEvidence._abbreviation(text, m.start())]
+        ends = LexicalEvidence._sentence_ends(text)
         begin = max((e for e in ends if e <= start), default=0)
         after = min((e for e in ends if e >= max(end, begin + 1)), default=len(text))
         return text[begin:after].strip()
+
+    @staticmethod
+    def sentences(text: str) -> list[str]:
+        """The sentences of ``text``, cut as :meth:`sentence` cuts them.
+
+        >>> LexicalEvidence.sentences("Dr. Smith came in 1990. He left. ")
+        ['Dr. Smith came in 1990.', 'He left.']
+        """
+        bounds = [0, *LexicalEvidence._sentence_ends(text), len(text)]
+        return [part for begin, after in zip(bounds, bounds[1:]) if (part := text[begin:after].strip())]
 
     @staticmethod
     def _abbreviation(text: str, dot: int) -> bool:
@@ -438,11 +460,14 @@ class LexicalEvidence:
 def answer_features(
     hits: Sequence[Hit], candidates: Sequence[Candidate], read: int, question: str = "",
     lexical: LexicalEvidence | None = None, question_form: Callable[[str], float] | None = None,
+    similarity: Similarity | None = None,
 ) -> dict[str, float]:
     """The abstention model's inputs for one search (names in :data:`FEATURES`).
 
     ``question`` (and the hits' texts) feed the lexical features; without them
-    those features read as a fully covered question. ``question_form`` scores the
+    those features read as a fully covered question. ``similarity`` (the
+    bi-encoder's) gives ``sentence_similarity``; without it that is NaN
+    (unmeasured: no pull). ``question_form`` scores the
     question's wording (:meth:`AnswerPolicy.question_form_score`); without it or
     a question, ``question_form`` is NaN (unmeasured: no pull).
     """
@@ -451,11 +476,13 @@ def answer_features(
     ids = {s.id for s in top.support} if top else set()
     by_id = {h.id: p for h, p in zip(hits, probs)}
     lexical_features = dict(_COVERED)
+    closest = math.nan
     if top is not None and question:
         first = top.support[0]
         text = next((h.text for h in hits if h.id == first.id), "")
         if text:
             lexical_features = (lexical or LexicalEvidence()).features(question, text, first.start, first.end)
+            closest = sentence_similarity(question, text, similarity)
     return {
         "probability": probs[0] if probs else 0.0,
         "probability_gap": (probs[0] - probs[1]) if len(probs) > 1 else (probs[0] if probs else 0.0),
@@ -467,6 +494,7 @@ def answer_features(
         "answer_in_top": 1.0 if hits and hits[0].id in ids else 0.0,
         **lexical_features,
         "dense_similarity": dense_similarity(hits),
+        "sentence_similarity": closest,
         "question_form": question_form(question) if question_form is not None and question else math.nan,
     }
 
@@ -479,6 +507,25 @@ def dense_similarity(hits: Sequence[Hit]) -> float:
     bi-encoder never saw them.
     """
     return dense_scores([h.scores for h in hits])[0] if hits else math.nan
+
+
+def sentence_similarity(question: str, text: str, similarity: Similarity | None) -> float:
+    """The bi-encoder's similarity of ``question`` and the closest sentence of ``text``; NaN without ``similarity``.
+
+    The answer's paragraph may be close to the question as a whole (``dense_similarity``)
+    while no sentence of it says what is asked: an unanswerable question of SQuAD 2.0
+    shares the paragraph's topic, but its best sentence stays further from it than an
+    answerable question's does (docs/answers.md). The first :data:`MAX_SENTENCES` count.
+
+    >>> sentence_similarity("q", "One. Two.", lambda q, texts: [0.25 * len(t) for t in texts])
+    1.0
+    """
+    if similarity is None:
+        return math.nan
+    sentences = LexicalEvidence.sentences(text)[:MAX_SENTENCES]
+    if not sentences:
+        return math.nan
+    return float(max(similarity(question, sentences)))
 
 
 def dense_scores(scores: Sequence[Mapping[str, float]]) -> list[float]:
@@ -533,11 +580,12 @@ def best_answer_of(candidate: Candidate) -> BestAnswer:
 
 def decide(
     hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy, *, abstain: bool = True, question: str = "",
-    lexical: LexicalEvidence | None = None, threshold: float | None = None,
+    lexical: LexicalEvidence | None = None, threshold: float | None = None, similarity: Similarity | None = None,
 ) -> Decision:
     """Aggregate the read ``hits`` (``readings[i]`` is ``hits[i]``'s) and decide whether to answer ``question``.
 
     Abstains when the answerability is below ``threshold`` (``None``: the policy's).
+    ``similarity``: the bi-encoder's (:func:`sentence_similarity`), asked only when the policy reads it.
     """
     read_hits = list(hits[: len(readings)])
     candidates, hit_answers = aggregate(read_hits, readings, policy)
@@ -545,7 +593,8 @@ def decide(
         reason = "The reader found no answer span in the paragraphs it read." if read_hits else "No paragraph was read."
         return Decision(None, None, None, reason, [], hit_answers)
     candidate = best_answer_of(candidates[0])
-    features = answer_features(hits, candidates, len(read_hits), question, lexical, policy.question_form_score)
+    features = answer_features(hits, candidates, len(read_hits), question, lexical, policy.question_form_score,
+                               similarity if "sentence_similarity" in policy.features else None)
     score = policy.answerability(features)
     limit = policy.threshold if threshold is None else threshold
     if abstain and policy.features and limit is not None and score is not None and score < limit:

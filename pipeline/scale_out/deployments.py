@@ -40,6 +40,7 @@ class RetrievalDeployment:
         qa = QAPipeline.load(index, config=config, rerank=False, read=False)
         self.index = qa.index
         self.retriever = qa.retriever
+        self.encoder = qa.encoder
         self.bi_encoder = qa.encoder.name if qa.encoder else None
 
     def info(self) -> dict[str, Any]:
@@ -49,6 +50,10 @@ class RetrievalDeployment:
     def document_frequencies(self, terms: list[str]) -> dict[str, int]:
         """:meth:`BM25Index.document_frequencies`: what the answer policy's lexical evidence reads."""
         return self.index.bm25.document_frequencies(terms)
+
+    def similarities(self, query: str, texts: list[str]) -> list[float]:
+        """:meth:`BiEncoder.similarities`: what the answer policy's ``sentence_similarity`` reads."""
+        return self.encoder.similarities(query, texts) if self.encoder is not None else [float("nan")] * len(texts)
 
     def retrieve(self, queries: list[str], k: int, settings: SearchSettings,
                  list_depth: int = 0) -> tuple[list[Retrieval], dict[int, Passage]]:

@@ -24,6 +24,7 @@ Serve routes it to a live replica), then fails with
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -218,10 +219,19 @@ class RemoteReader:
 
 
 class EncoderName:
-    """The bi-encoder as the pipeline's settings name it (the model itself lives in the retrieval deployment)."""
+    """The bi-encoder as the pipeline's settings name it (the model itself lives in the retrieval deployment).
 
-    def __init__(self, name: str | None):
+    ``similarities`` asks the retrieval deployment (what the answer policy's ``sentence_similarity`` reads).
+    """
+
+    def __init__(self, name: str | None, call: Caller | None = None):
         self.name = name
+        self._call = call
+
+    def similarities(self, query: str, texts: Sequence[str]) -> list[float]:
+        if self._call is None or self.name is None:
+            return [math.nan] * len(texts)
+        return list(self._call("similarities", query, list(texts)))
 
 
 def wait_for(call: Caller, wait_s: float) -> dict[str, Any]:
@@ -249,7 +259,7 @@ def remote_pipeline(handles: dict[str, Any], config: PipelineConfig, *, timeout_
     reader = RemoteReader(calls["reader"], info["reader"]) if "reader" in calls else None
     statistics = RemoteTermStatistics(calls["retrieval"], info["retrieval"])
     qa = QAPipeline(RemoteIndex(info["retrieval"], passages, statistics),
-                    encoder=EncoderName(info["retrieval"]["bi_encoder"]),
+                    encoder=EncoderName(info["retrieval"]["bi_encoder"], calls["retrieval"]),
                     reranker=reranker, reader=reader, config=config)
     qa.retriever = RemoteRetriever(calls["retrieval"], passages)
     return qa
