@@ -217,6 +217,18 @@ def test_sentence_similarity_is_the_answers_paragraphs_closest_sentence_and_can_
     assert decide(hits, reading, AnswerPolicy(paragraphs=1), question="When?", similarity=unused).answer.text == "1856"
 
 
+def test_the_latency_benchmarks_policy_without_a_feature_reads_as_that_feature_unmeasured():
+    without_feature = load_benchmark("latency_budget").without_feature
+    shipped = AnswerPolicy.load()
+    assert "sentence_similarity" in shipped.features  # the shipped policy reads it (session 17)
+    lean = without_feature(shipped, "sentence_similarity")
+    assert "sentence_similarity" not in lean.features and len(lean.coef) == len(shipped.coef) - 1
+    features = dict(zip(shipped.features, shipped.mean))
+    features.update(span_score=6.0, dense_similarity=0.41, sentence_similarity=math.nan)
+    assert lean.answerability(features) == pytest.approx(shipped.answerability(features))
+    assert without_feature(lean, "sentence_similarity") is lean
+
+
 def test_the_bi_encoders_similarities_are_the_cosines_of_its_embeddings(minilm_path):
     from pipeline.models.encoder import BiEncoder
 
