@@ -56,6 +56,7 @@ from pipeline.read.answers import (  # noqa: E402
     answer_features,
 )
 from pipeline.read.reader import Reading, Span  # noqa: E402
+from pipeline.read.similarity import SentenceSimilarity  # noqa: E402
 from pipeline.results import Hit  # noqa: E402
 
 SHIPPED = SearchSettings()
@@ -196,7 +197,7 @@ def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...
 
     ``lexical``: the evidence of the index the collection was made on
     (:meth:`LexicalEvidence.of_index`); without it, ``rare_term_missing`` is unmeasured.
-    ``similarity``: its bi-encoder's (:class:`CachedSimilarity`); without it, ``sentence_similarity`` is unmeasured.
+    ``similarity``: its bi-encoder's (:func:`sentence_similarity_of`); without it, ``sentence_similarity`` is unmeasured.
     """
     X, preds = [], []
     lexical = lexical or LexicalEvidence()
@@ -215,31 +216,16 @@ def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...
     return X, preds
 
 
-class CachedSimilarity:
-    """The bi-encoder's cosine similarities (:meth:`BiEncoder.similarities`), each text encoded once.
+def sentence_similarity_of(encoder: BiEncoder, records: list[dict]) -> SentenceSimilarity:
+    """The bi-encoder's :class:`SentenceSimilarity`, warmed with every question and every sentence of every hit.
 
-    A collection repeats its paragraphs across questions; :meth:`warm` encodes every
-    question and every sentence of every hit in large batches first.
+    A collection repeats its paragraphs across questions: each text is encoded once, in large batches.
     """
-
-    def __init__(self, encoder: BiEncoder):
-        self.encoder = encoder
-        self._vectors: dict[str, np.ndarray] = {}
-
-    def warm(self, records: list[dict]) -> None:
-        texts = {r["question"] for r in records}
-        texts.update(s for r in records for h in r["hit_objs"] for s in LexicalEvidence.sentences(h.text))
-        self._encode(sorted(texts), progress=True)
-
-    def _encode(self, texts: list[str], progress: bool = False) -> None:
-        new = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if new:
-            self._vectors.update(zip(new, self.encoder.encode(new, batch_size=64, progress=progress)))
-
-    def __call__(self, query: str, texts) -> list[float]:
-        self._encode([query, *texts])
-        q = self._vectors[query]
-        return [float(self._vectors[t] @ q) for t in texts]
+    texts = {r["question"] for r in records}
+    texts.update(s for r in records for h in r["hit_objs"] for s in LexicalEvidence.sentences(h.text))
+    similarity = SentenceSimilarity(lambda batch: encoder.encode(batch, batch_size=64, progress=True))
+    similarity.warm(sorted(texts))
+    return similarity
 
 
 #: Which way each feature's evidence points by its meaning: +1, more of it says the question is answered; -1, less.
@@ -608,8 +594,7 @@ def main(argv=None) -> int:
     heldout = load(args.heldout, args.read_paragraphs, args.read_weight) if args.heldout else []
     similarity = None
     if "sentence_similarity" in names:
-        similarity = CachedSimilarity(BiEncoder.load(args.bi_encoder))
-        similarity.warm(tune + heldout)
+        similarity = sentence_similarity_of(BiEncoder.load(args.bi_encoder), tune + heldout)
     selection, grid = tune_selection(tune, args.paragraphs, grid_n)
     print(f"tune: {len(tune)} questions ({sum(r['answerable'] for r in tune)} answerable), "
           f"{len({r['title'] for r in tune})} articles")

@@ -38,7 +38,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from answers_fit import (  # noqa: E402
     KEEP,
-    CachedSimilarity,
     article_interval,
     auroc_on,
     false_answers_at_keep,
@@ -46,6 +45,7 @@ from answers_fit import (  # noqa: E402
     fit,
     fold_features,
     load,
+    sentence_similarity_of,
 )
 
 from pipeline.eval.questions import parse_articles  # noqa: E402
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     names = tuple(policy.features)
     similarity = None
     if "sentence_similarity" in names:
-        similarity = CachedSimilarity(BiEncoder.load(policy.fitted_for.get("bi_encoder", "all-MiniLM-L6-v2")))
-        similarity.warm(records)
+        similarity = sentence_similarity_of(BiEncoder.load(policy.fitted_for.get("bi_encoder", "all-MiniLM-L6-v2")),
+                                            records)
     X, _ = features_of(records, policy, names, lexical, similarity)
     y = np.array([int(r["answerable"]) for r in records])
     groups = np.array([r["title"] for r in records])

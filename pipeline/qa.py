@@ -50,13 +50,16 @@ from pipeline.rank.calibration import (
 from pipeline.rank.policy import Policy, find_policy
 from pipeline.rank.reading import place_by_final, read_first, reorder_by_reading
 from pipeline.read.answers import (
+    MAX_SENTENCES,
     AnswerPolicy,
     Decision,
     LexicalEvidence,
+    Similarity,
     aggregate,
     decide,
 )
 from pipeline.read.reader import Reader, Reading
+from pipeline.read.similarity import SentenceSimilarity
 from pipeline.rerank.backends import choose_backend
 from pipeline.rerank.blend import blended_scores
 from pipeline.rerank.blend import describe as describe_blend
@@ -424,9 +427,10 @@ class QAPipeline:
                 decisions: list[Decision | None], abstain: bool, threshold: float | None = None) -> None:
         """Each question's answer (or abstention), decided on the read hits in their final order; fills ``decisions``."""
         policy = self.answer_policy
-        similarity = getattr(self.encoder, "similarities", None)  # the bi-encoder's, for sentence_similarity
-        for i, (question, shown, reading_of) in enumerate(zip(questions, hits, read_of)):
-            ordered = read_first(shown, lambda hit: id(hit) in reading_of)
+        orders = [read_first(shown, lambda hit, seen=reading_of: id(hit) in seen)
+                  for shown, reading_of in zip(hits, read_of)]
+        similarity = self._sentence_similarity(questions, orders, read_of, policy)
+        for i, (question, shown, reading_of, ordered) in enumerate(zip(questions, hits, read_of, orders)):
             decided = [reading_of[id(hit)] for hit in ordered[: policy.paragraphs] if id(hit) in reading_of]
             decision = decide(ordered, decided, policy, abstain=abstain, question=question, lexical=self.lexical,
                               threshold=threshold, similarity=similarity)
@@ -437,6 +441,24 @@ class QAPipeline:
                     if hit.answerable is not None:
                         hit.answerable = False
             decisions[i] = decision
+
+    def _sentence_similarity(self, questions: list[str], orders: list[list[Hit]], read_of: list[dict[int, Reading]],
+                             policy: AnswerPolicy) -> Similarity | None:
+        """The bi-encoder's similarities for ``sentence_similarity``, or None when the policy does not read it.
+
+        In one process, every question and every sentence of the paragraphs the answers can come from (the first
+        ``policy.paragraphs`` read hits) are encoded in one call, not one call a question; under Ray the retrieval
+        deployment holds the bi-encoder, and its ``similarities`` answers each question.
+        """
+        if "sentence_similarity" not in policy.features or self.encoder is None:
+            return None
+        if not hasattr(self.encoder, "encode"):
+            return getattr(self.encoder, "similarities", None)
+        similarity = SentenceSimilarity(lambda texts: self.encoder.encode(texts, batch_size=64))
+        similarity.warm([*questions, *(sentence for ordered, reading_of in zip(orders, read_of)
+                                       for hit in ordered[: policy.paragraphs] if id(hit) in reading_of
+                                       for sentence in LexicalEvidence.sentences(hit.text)[:MAX_SENTENCES])])
+        return similarity
 
     def _paragraphs(self, cands: list[Candidate], probs: list[float] | None) -> list[tuple[int, dict, dict]]:
         """One entry per source paragraph, in retrieval order: (its best window, best score and rank per stage).

@@ -23,6 +23,7 @@ from pipeline.read.answers import (
     sentence_similarity,
 )
 from pipeline.read.reader import Reader, Reading, Span
+from pipeline.read.similarity import SentenceSimilarity
 from pipeline.results import Hit
 
 QUESTION = "Is Zürich a café town?"
@@ -239,15 +240,34 @@ def test_the_bi_encoders_similarities_are_the_cosines_of_its_embeddings(minilm_p
     assert sims == pytest.approx((vectors[1:] @ vectors[0]).tolist(), abs=1e-5)
     assert sims[0] > sims[1] and all(-1.0 <= s <= 1.0 for s in sims)
     assert encoder.similarities("When was Warsaw founded?", []) == []
-    # answers_fit's cache gives the same figures and encodes each text once
-    fit = load_benchmark("answers_fit")
+    # the cache a batch of searches and the fit use gives the same figures and encodes each text once
     encoded = []
-    real_encode = encoder.encode
-    encoder.encode = lambda texts, **kw: encoded.extend(texts) or real_encode(texts, **kw)
-    cached = fit.CachedSimilarity(encoder)
+    cached = SentenceSimilarity(lambda batch: encoded.append(list(batch)) or encoder.encode(batch))
+    cached.warm(["When was Warsaw founded?", *texts, texts[0]])
     assert cached("When was Warsaw founded?", texts) == pytest.approx(sims, abs=1e-5)
     assert cached("When was Warsaw founded?", texts[::-1]) == pytest.approx(sims[::-1], abs=1e-5)
-    assert sorted(encoded) == sorted(["When was Warsaw founded?", *texts])
+    assert encoded == [["When was Warsaw founded?", *texts]]
+
+
+def test_a_batch_of_searches_encodes_its_answers_sentences_in_one_call(squad2_reader, tiny_index, tiny_cross_encoder):
+    from pipeline.qa import QAPipeline
+
+    qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(squad2_reader), mode="bm25")
+    policy = AnswerPolicy(paragraphs=1, features=("sentence_similarity",), mean=(0.5,), scale=(0.1,), coef=(1.0,),
+                          intercept=0.0, threshold=0.5)
+    qa.answer_policy = policy
+    calls = []
+    encode = qa.encoder.encode
+    qa.encoder.encode = lambda texts, **kw: calls.append(list(texts)) or encode(texts, **kw)
+    questions = ["What is the capital of France?", "Which river flows through Vienna?", "Which city has many museums?"]
+    results = qa.search_many(questions, threshold=0.0, top_k=10)  # answerability is shown to 4 places
+    with_sentences = [c for c in calls if set(c) - set(questions)]
+    assert len(with_sentences) == 1 and set(questions) <= set(with_sentences[0])
+    for question, result in zip(questions, results):
+        best = result.answer or result.candidate
+        text = next(h.text for h in result.hits if h.id == best.id)
+        closest = max(qa.encoder.similarities(question, LexicalEvidence.sentences(text)))
+        assert result.answerability == pytest.approx(policy.answerability({"sentence_similarity": closest}), abs=1e-4)
 
 
 def test_an_abstention_says_which_features_weighed_most_against_answering():
