@@ -54,6 +54,7 @@ from pipeline.read.answers import (  # noqa: E402
     Similarity,
     aggregate,
     answer_features,
+    compared_sentences,
 )
 from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.read.similarity import SentenceSimilarity  # noqa: E402
@@ -217,12 +218,12 @@ def features_of(records: list[dict], policy: AnswerPolicy, names: tuple[str, ...
 
 
 def sentence_similarity_of(encoder: BiEncoder, records: list[dict]) -> SentenceSimilarity:
-    """The bi-encoder's :class:`SentenceSimilarity`, warmed with every question and every sentence of every hit.
+    """The bi-encoder's :class:`SentenceSimilarity`, warmed with every question and the compared sentences of every hit.
 
     A collection repeats its paragraphs across questions: each text is encoded once, in large batches.
     """
     texts = {r["question"] for r in records}
-    texts.update(s for r in records for h in r["hit_objs"] for s in LexicalEvidence.sentences(h.text))
+    texts.update(s for r in records for h in r["hit_objs"] for s in compared_sentences(h.text))
     similarity = SentenceSimilarity(lambda batch: encoder.encode(batch, batch_size=64, progress=True))
     similarity.warm(sorted(texts))
     return similarity

@@ -50,12 +50,12 @@ from pipeline.rank.calibration import (
 from pipeline.rank.policy import Policy, find_policy
 from pipeline.rank.reading import place_by_final, read_first, reorder_by_reading
 from pipeline.read.answers import (
-    MAX_SENTENCES,
     AnswerPolicy,
     Decision,
     LexicalEvidence,
     Similarity,
     aggregate,
+    compared_sentences,
     decide,
 )
 from pipeline.read.reader import Reader, Reading
@@ -457,7 +457,7 @@ class QAPipeline:
         similarity = SentenceSimilarity(lambda texts: self.encoder.encode(texts, batch_size=64))
         similarity.warm([*questions, *(sentence for ordered, reading_of in zip(orders, read_of)
                                        for hit in ordered[: policy.paragraphs] if id(hit) in reading_of
-                                       for sentence in LexicalEvidence.sentences(hit.text)[:MAX_SENTENCES])])
+                                       for sentence in compared_sentences(hit.text))])
         return similarity
 
     def _paragraphs(self, cands: list[Candidate], probs: list[float] | None) -> list[tuple[int, dict, dict]]:

@@ -522,10 +522,19 @@ def sentence_similarity(question: str, text: str, similarity: Similarity | None)
     """
     if similarity is None:
         return math.nan
-    sentences = LexicalEvidence.sentences(text)[:MAX_SENTENCES]
+    sentences = compared_sentences(text)
     if not sentences:
         return math.nan
     return float(max(similarity(question, sentences)))
+
+
+def compared_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` that :func:`sentence_similarity` compares with the question.
+
+    The first :data:`MAX_SENTENCES`, cut as :meth:`LexicalEvidence.sentences` cuts them; the pipeline
+    encodes these ahead for a batch of searches.
+    """
+    return LexicalEvidence.sentences(text)[:MAX_SENTENCES]
 
 
 def dense_scores(scores: Sequence[Mapping[str, float]]) -> list[float]:
