@@ -46,16 +46,9 @@ from pipeline.files import write_json  # noqa: E402
 from pipeline.index.search_index import SearchIndex  # noqa: E402
 from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
-from pipeline.read.answers import (  # noqa: E402
-    DEFAULT_POLICY,
-    FEATURES,
-    AnswerPolicy,
-    LexicalEvidence,
-    Similarity,
-    aggregate,
-    answer_features,
-    compared_sentences,
-)
+from pipeline.read.answers import aggregate, answer_features  # noqa: E402
+from pipeline.read.evidence import LexicalEvidence, Similarity, compared_sentences  # noqa: E402
+from pipeline.read.policy import DEFAULT_POLICY, FEATURES, AnswerPolicy  # noqa: E402
 from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.read.similarity import SentenceSimilarity  # noqa: E402
 from pipeline.results import Hit  # noqa: E402
@@ -568,7 +561,7 @@ def main(argv=None) -> int:
                              "never saw the fitting questions (recorded in the policy)")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/answers_fit.json"))
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                        help="abstention features, comma-separated (default: pipeline.read.answers.FEATURES but "
+                        help="abstention features, comma-separated (default: pipeline.read.policy.FEATURES but "
                              f"{', '.join(OPT_IN_FEATURES)}; known: {', '.join(FEATURES)})")
     parser.add_argument("--signs", choices=("free", "meaning"), default="free",
                         help="free: unconstrained coefficients (default); meaning: each bound to the sign of its "

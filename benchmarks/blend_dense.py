@@ -38,14 +38,14 @@ import read_weight  # noqa: E402
 
 from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
-from pipeline.read.answers import dense_scores  # noqa: E402
+from pipeline.read.evidence import dense_scores  # noqa: E402
 
 SHIPPED = SearchSettings()
 GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
 def cosines(hits: list[dict]) -> list[float]:
-    """Each hit's dense score (:func:`pipeline.read.answers.dense_scores`: the list's lowest for a hit it missed; 0 without any)."""
+    """Each hit's dense score (:func:`pipeline.read.evidence.dense_scores`: the list's lowest for a hit it missed; 0 without any)."""
     return [0.0 if math.isnan(c) else c for c in dense_scores([h["scores"] for h in hits])]
 
 

@@ -52,7 +52,7 @@ from pipeline.config import SearchSettings  # noqa: E402
 from pipeline.eval.questions import load_questions, sample_questions  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.qa import QAPipeline  # noqa: E402
-from pipeline.read.answers import AnswerPolicy  # noqa: E402
+from pipeline.read.policy import AnswerPolicy  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "models"
 BUDGET_MS = {"minilm": 400.0, "electra-base": 1500.0}

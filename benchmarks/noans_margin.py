@@ -52,7 +52,8 @@ from pipeline.eval.questions import parse_articles  # noqa: E402
 from pipeline.files import write_json  # noqa: E402
 from pipeline.index.search_index import SearchIndex  # noqa: E402
 from pipeline.models.encoder import BiEncoder  # noqa: E402
-from pipeline.read.answers import AnswerPolicy, LexicalEvidence  # noqa: E402
+from pipeline.read.evidence import LexicalEvidence  # noqa: E402
+from pipeline.read.policy import AnswerPolicy  # noqa: E402
 from pipeline.read.reader import Reader  # noqa: E402
 
 

@@ -216,7 +216,7 @@ class LoadSettings:
             --features rerank_logit``); ``"none"``: the reranker's probability.
         answer_policy: JSON file of the answer policy (paragraphs read, how
             span scores and paragraph probabilities combine, the fitted
-            abstention model; see :mod:`pipeline.read.answers`); ``None`` =
+            abstention model; see :mod:`pipeline.read.policy`); ``None`` =
             the one shipped with the package.
         reader_backend: what runs the reader, with the same values as
             ``rerank_backend``: ``auto`` (default: ONNX Runtime int8 on a CPU,

@@ -49,15 +49,9 @@ from pipeline.rank.calibration import (
 )
 from pipeline.rank.policy import Policy, find_policy
 from pipeline.rank.reading import place_by_final, read_first, reorder_by_reading
-from pipeline.read.answers import (
-    AnswerPolicy,
-    Decision,
-    LexicalEvidence,
-    Similarity,
-    aggregate,
-    compared_sentences,
-    decide,
-)
+from pipeline.read.answers import Decision, aggregate, decide
+from pipeline.read.evidence import LexicalEvidence, Similarity, compared_sentences
+from pipeline.read.policy import AnswerPolicy
 from pipeline.read.reader import Reader, Reading
 from pipeline.read.similarity import SentenceSimilarity
 from pipeline.rerank.backends import choose_backend

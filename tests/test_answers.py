@@ -12,16 +12,14 @@ from conftest import load_benchmark, make_keyword_reader
 
 from pipeline.errors import ConfigError
 from pipeline.index.bm25 import BM25Index
-from pipeline.read.answers import (
+from pipeline.read.answers import aggregate, answer_features, decide
+from pipeline.read.evidence import (
     MAX_SENTENCES,
-    AnswerPolicy,
     LexicalEvidence,
-    aggregate,
-    answer_features,
-    decide,
     dense_similarity,
     sentence_similarity,
 )
+from pipeline.read.policy import AnswerPolicy
 from pipeline.read.reader import Reader, Reading, Span
 from pipeline.read.similarity import SentenceSimilarity
 from pipeline.results import Hit
@@ -271,7 +269,7 @@ def test_a_batch_of_searches_encodes_its_answers_sentences_in_one_call(squad2_re
 
 
 def test_an_abstention_says_which_features_weighed_most_against_answering():
-    from pipeline.read.answers import FEATURE_LABELS, FEATURES
+    from pipeline.read.policy import FEATURE_LABELS, FEATURES
 
     assert set(FEATURE_LABELS) == set(FEATURES)
     policy = AnswerPolicy(paragraphs=1, features=("span_score", "dense_similarity", "missing_terms"),

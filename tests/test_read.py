@@ -189,7 +189,7 @@ def capital_reader(tmp_path_factory, minilm_path):
 @pytest.fixture(scope="module")
 def reading_pipeline(tiny_index, tiny_cross_encoder, capital_reader):
     from pipeline.qa import QAPipeline
-    from pipeline.read.answers import AnswerPolicy
+    from pipeline.read.policy import AnswerPolicy
 
     # hybrid: bm25s returns only passages that share a term with the question, too few for these tests.
     qa = QAPipeline.load(tiny_index, reranker=str(tiny_cross_encoder), reader=str(capital_reader), mode="hybrid")
@@ -235,7 +235,7 @@ def test_pipeline_without_reranker_reads_the_top_hits(reading_pipeline):
 
 
 def test_result_says_when_the_answer_policy_was_fitted_for_another_reading(reading_pipeline, monkeypatch):
-    from pipeline.read.answers import AnswerPolicy
+    from pipeline.read.policy import AnswerPolicy
 
     fitted = AnswerPolicy(paragraphs=3, features=("probability",), mean=(0.0,), scale=(1.0,), coef=(0.0,),
                           intercept=5.0, threshold=0.4, fitted_for={"read_paragraphs": 4, "read_weight": 0.06})
@@ -258,7 +258,7 @@ def test_loading_warns_when_the_answer_policy_was_fitted_for_other_models(readin
     from pathlib import Path
 
     from pipeline.qa import QAPipeline
-    from pipeline.read.answers import AnswerPolicy
+    from pipeline.read.policy import AnswerPolicy
 
     models = {"reader": Path(reading_pipeline.reader.name).name, "reranker": Path(reading_pipeline.reranker.name).name,
               "bi_encoder": Path(reading_pipeline.encoder.name).name}

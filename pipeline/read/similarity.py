@@ -1,7 +1,7 @@
 """The bi-encoder's similarities of questions to sentences, each text encoded once.
 
 The answer policy's ``sentence_similarity`` compares a question with every
-sentence of its answer's paragraph (:func:`pipeline.read.answers.sentence_similarity`).
+sentence of its answer's paragraph (:func:`pipeline.read.evidence.sentence_similarity`).
 A batch of searches, or a fit over thousands of collected questions, asks for
 many such comparisons; :class:`SentenceSimilarity` encodes the texts it is
 warmed with in one call (sentence-transformers sorts them by length, so little
@@ -24,7 +24,7 @@ import numpy as np
 class SentenceSimilarity:
     """Cosine similarities from ``encode`` (normalised vectors, one row per text), each text encoded once.
 
-    A :data:`pipeline.read.answers.Similarity`: call it with a question and texts.
+    A :data:`pipeline.read.evidence.Similarity`: call it with a question and texts.
     It keeps every vector it encoded, so make one per batch of searches (or per
     fit), not one for a server's lifetime.
     """
