@@ -56,7 +56,7 @@ from pipeline.results import Hit  # noqa: E402
 SHIPPED = SearchSettings()
 #: Fitted only when ``--features`` names them. ``question_form`` reads the question's wording alone: on SQuAD 2.0 it
 #: learns how that crowd wrote unanswerable questions ("which" 9.4% of answerable questions, 2.0% of unanswerable
-#: ones), which a product's users do not share (docs/answers.md, "How the question is worded").
+#: ones), which a product's users do not share (docs/answers-history.md, "How the question is worded").
 OPT_IN_FEATURES = ("question_form",)
 DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in OPT_IN_FEATURES)
 KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
