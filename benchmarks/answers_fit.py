@@ -48,6 +48,7 @@ from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import aggregate, answer_features  # noqa: E402
 from pipeline.read.evidence import LexicalEvidence, Similarity, compared_sentences  # noqa: E402
+from pipeline.read.fit import KEEP, C, fit_logistic, keep_threshold, model_fields  # noqa: E402
 from pipeline.read.policy import DEFAULT_POLICY, FEATURES, AnswerPolicy  # noqa: E402
 from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.read.similarity import SentenceSimilarity  # noqa: E402
@@ -59,7 +60,6 @@ SHIPPED = SearchSettings()
 #: ones), which a product's users do not share (docs/answers-history.md, "How the question is worded").
 OPT_IN_FEATURES = ("question_form",)
 DEFAULT_FEATURES = tuple(f for f in FEATURES if f not in OPT_IN_FEATURES)
-KEEP = 0.85  # share of answerable questions that keep an answer at the threshold
 #: Other shares for the table of operating points (``abstain_below``: docs/answers.md, "Choosing the threshold").
 OPERATING_KEEPS = (0.75, 0.80, 0.85, 0.90, 0.95)
 GRID_N = (1, 2, 3, 4, 5)
@@ -227,7 +227,6 @@ def sentence_similarity_of(encoder: BiEncoder, records: list[dict]) -> SentenceS
 FEATURE_SIGNS = {name: -1 if name in ("missing_terms", "negation_mismatch", "rare_term_missing") else 1
                  for name in FEATURES}
 
-C = 0.3  # L2 strength of the logistic regression: a few hundred questions, eight correlated features
 
 
 class SignedLogistic:
@@ -267,13 +266,13 @@ class SignedLogistic:
 
 
 def fit(X: np.ndarray, y: np.ndarray, signs: tuple[int, ...] | None = None):
-    """Standardise ``X`` and fit the abstention model; ``signs`` bound each coefficient's sign (None: free)."""
-    from sklearn.linear_model import LogisticRegression
+    """Standardise ``X`` and fit the abstention model (as ``qa-search fit-answers`` does); ``signs`` bound each
+    coefficient's sign (None: free)."""
+    if signs is None:
+        return fit_logistic(X, y, C)
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(X)
-    if signs is None:
-        return scaler, LogisticRegression(C=C, max_iter=1000).fit(scaler.transform(X), y)
     return scaler, SignedLogistic(C, signs).fit(scaler.transform(X), y)
 
 
@@ -343,11 +342,6 @@ def fold_features(X: np.ndarray, y: np.ndarray, groups: np.ndarray, questions: l
         X_train[:, j] = question_form_out_of_fold(train_questions, y[train], groups[train], folds)
         X_test[:, j] = question_form_scores(fit_question_form(train_questions, y[train]), [questions[i] for i in test])
     return X_train, X_test
-
-
-def keep_threshold(scores: np.ndarray, y: np.ndarray, keep: float = KEEP) -> float:
-    """The score at which ``keep`` of the answerable questions (y == 1) stay at or above it."""
-    return float(np.quantile(scores[y == 1], 1.0 - keep))
 
 
 def article_interval(statistic, groups: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -629,10 +623,7 @@ def main(argv=None) -> int:
         paragraph_weight=selection.paragraph_weight,
         temperature=selection.temperature,
         features=names,
-        mean=tuple(round(float(v), 6) for v in scaler.mean_),
-        scale=tuple(round(float(v), 6) for v in scaler.scale_),
-        coef=tuple(round(float(v), 6) for v in model.coef_[0]),
-        intercept=round(float(model.intercept_[0]), 6),
+        **model_fields(scaler, model),
         threshold=round(threshold, 6),
         question_form=form,
         fitted_for={"reader": args.reader, "reranker": args.reranker, "bi_encoder": args.bi_encoder,

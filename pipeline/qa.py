@@ -210,7 +210,7 @@ class QAPipeline:
         ):
             logger.warning(
                 "The answer policy was fitted for %s; with other models its answerability is uncalibrated "
-                "(refit with benchmarks/answers_fit.py).", ", ".join(f"{role} {fitted.get(role)}" for role in roles),
+                "(refit it with qa-search fit-answers).", ", ".join(f"{role} {fitted.get(role)}" for role in roles),
             )
         return cls(search_index, encoder=encoder, reranker=reranker, reader=reader, config=config, answer_policy=policy)
 
@@ -303,6 +303,7 @@ class QAPipeline:
                     answerability=None if decision is None or decision.answerability is None else round(decision.answerability, 4),
                     no_answer_reason=decision.reason if decision else None,
                     candidate=decision.candidate if decision else None,
+                    evidence={k: round(float(v), 6) for k, v in decision.features.items()} if decision else {},
                 )
             )
         return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,7 +98,11 @@ class SearchResult:
     paragraph here answers the question). ``answerability`` (0..1) is the
     abstention model's score of "some paragraph here answers" (``None`` when no
     answer policy applies); ``candidate`` is the best answer even when the
-    search abstained, for a user who asks to see it.
+    search abstained, for a user who asks to see it. ``evidence`` holds what
+    the answerability was computed from: the answer policy's features of this
+    search (names in :data:`pipeline.read.policy.FEATURES`; NaN where not
+    measured), empty when nothing was read or no candidate was found; ``qa-search
+    fit-answers`` fits a policy on them.
     """
 
     query: str
@@ -108,6 +113,7 @@ class SearchResult:
     answerability: float | None = None
     no_answer_reason: str | None = None
     candidate: BestAnswer | None = None
+    evidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def answerable_hits(self) -> list[Hit]:
@@ -121,6 +127,8 @@ class SearchResult:
             "answerability": self.answerability,
             "no_answer_reason": self.no_answer_reason,
             "candidate": self.candidate.to_dict() if self.candidate else None,
+            # JSON has no NaN: an unmeasured feature is null
+            "evidence": {k: (v if math.isfinite(v) else None) for k, v in self.evidence.items()},
             "timings": dict(self.timings),
             "settings": dict(self.settings),
         }

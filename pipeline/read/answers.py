@@ -36,7 +36,7 @@ features weighed most against answering.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -69,7 +69,11 @@ class Candidate:
 
 @dataclass
 class Decision:
-    """The answer of one search: ``answer`` (``None`` when abstaining), the best ``candidate``, why not."""
+    """The answer of one search: ``answer`` (``None`` when abstaining), the best ``candidate``, why not.
+
+    ``features``: what ``answerability`` was computed from (:func:`answer_features`; empty when no
+    candidate was found).
+    """
 
     answer: BestAnswer | None
     candidate: BestAnswer | None
@@ -77,6 +81,7 @@ class Decision:
     reason: str | None
     candidates: list[Candidate]
     hit_answers: list[Answer | None]
+    features: dict[str, float] = field(default_factory=dict)
 
 
 def aggregate(hits: Sequence[Hit], readings: Sequence[Reading], policy: AnswerPolicy) -> tuple[list[Candidate], list[Answer | None]]:
@@ -234,5 +239,5 @@ def decide(
             f"(best candidate {candidate.text!r}, {_given_by(len(candidate.support), len(read_hits))}"
             + (f"; against it most: {against}" if against else "") + ")."
         )
-        return Decision(None, candidate, score, reason, candidates, hit_answers)
-    return Decision(candidate, candidate, score, None, candidates, hit_answers)
+        return Decision(None, candidate, score, reason, candidates, hit_answers, features)
+    return Decision(candidate, candidate, score, None, candidates, hit_answers, features)

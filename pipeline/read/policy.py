@@ -124,7 +124,7 @@ class AnswerPolicy:
         """The policy in the JSON file at ``path`` (``None``: the shipped one)."""
         path = Path(path).expanduser() if path is not None else DEFAULT_POLICY
         if not path.is_file():
-            raise ConfigError(f"No answer policy file at {path}; fit one with benchmarks/answers_fit.py.")
+            raise ConfigError(f"No answer policy file at {path}; fit one with qa-search fit-answers.")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,4 +1,4 @@
-"""The ``qa-search`` command: fetch data, build indexes, search, evaluate, serve.
+"""The ``qa-search`` command: fetch data, build indexes, search, evaluate, fit, train, serve.
 
 Run ``qa-search --help`` (or ``qa-search COMMAND --help``) for the options.
 Errors a user can cause print one line (``error: ...``) and exit with status 2.
@@ -12,7 +12,16 @@ import logging
 import sys
 from typing import Sequence
 
-from pipeline.apps.cli import build, data, evaluate, policy, search, serve, train
+from pipeline.apps.cli import (
+    answers,
+    build,
+    data,
+    evaluate,
+    policy,
+    search,
+    serve,
+    train,
+)
 from pipeline.apps.cli.common import Handler
 from pipeline.errors import QASearchError
 
@@ -26,6 +35,7 @@ REGISTRARS = [
     evaluate.register_eval,
     evaluate.register_eval_reranker,
     policy.register,
+    answers.register,
     train.register,
 ]
 

@@ -179,6 +179,10 @@ def build_schemas(limits: Limits) -> Schemas:
         candidate: BestAnswer | None = Field(
             None, description="the best candidate answer, also when the search abstained (shown on request)"
         )
+        evidence: dict[str, float | None] = Field(
+            default_factory=dict, description="what answerability was computed from: the answer policy's features "
+            "of this search (null: not measured); empty when nothing was read",
+        )
         timings: dict[str, float] = Field(description="milliseconds per stage and in total")
         settings: dict[str, Any] = Field(description="the settings that produced the result")
 
