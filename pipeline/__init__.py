@@ -20,10 +20,12 @@ from pipeline.errors import (
 )
 from pipeline.index import SearchIndex, add_to_index, build_index
 from pipeline.qa import QAPipeline
+from pipeline.read.policy import AnswerPolicy
 from pipeline.results import Answer, BestAnswer, Hit, SearchResult
 
 __all__ = [
     "Answer",
+    "AnswerPolicy",
     "BestAnswer",
     "ConfigError",
     "CorpusError",

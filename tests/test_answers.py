@@ -282,6 +282,8 @@ def test_an_abstention_says_which_features_weighed_most_against_answering():
     assert policy.weighed_against(features) == (
         "how close question and paragraph are in meaning (0.41), the question's terms the paragraph never mentions (3)")
     assert policy.weighed_against(features, most=1).startswith("how close")
+    assert policy.weighed_for(features) == "the reader's span score (9)"
+    assert policy.weighed_for({**features, "span_score": 8.0}) == ""
     assert policy.weighed_against({**features, "dense_similarity": math.nan, "missing_terms": 0.0}) == ""
     # in a decision: the reason names them after the best candidate
     hits = [Hit(id="t", title="t", text=TESLA, source_id="t", answerable=True, probability=0.9,

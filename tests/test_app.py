@@ -172,6 +172,29 @@ def test_an_abstention_is_said_plainly_and_the_best_candidate_is_one_click_away(
     assert any('qa-best-label">Answer<' in h.value for h in at.html)
 
 
+def test_an_answer_says_what_weighed_for_and_against_it(monkeypatch, tmp_path, payload_index, tiny_cross_encoder,
+                                                         tiny_reader):
+    # Always answers (intercept 5); the reranker's probability pulls for it, a term no paragraph mentions against.
+    policy = tmp_path / "explains.json"
+    policy.write_text(json.dumps({"paragraphs": 2, "features": ["probability", "missing_terms"], "mean": [0.0, 0.0],
+                                  "scale": [1.0, 1.0], "coef": [2.0, -1.0], "intercept": 5.0, "threshold": 0.5}),
+                      encoding="utf-8")
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_ANSWER_POLICY=str(policy))
+    ask(at, "What is the capital of Atlantis under the sea?")
+    assert any('qa-best-label">Answer<' in h.value for h in at.html)
+    why = next(e for e in at.expander if e.label == "Why this answer")
+    said = plain(" ".join(m.value for m in why.markdown))
+    assert re.fullmatch(r"Answerability 0\.\d\d\. For it most: the top paragraph's reranker probability \(0\.\d\d\)\. "
+                        r"Against it most: the question's terms the paragraph never mentions \(\d\)\.", said), said
+    # a policy that cannot abstain has nothing to explain
+    no_model = tmp_path / "no-model.json"
+    no_model.write_text(json.dumps({"paragraphs": 2}), encoding="utf-8")
+    at = start(monkeypatch, payload_index, tiny_cross_encoder, tiny_reader, QA_SEARCH_ANSWER_POLICY=str(no_model))
+    ask(at, "What is the capital of Atlantis under the sea?")
+    assert any('qa-best-label">Answer<' in h.value for h in at.html)
+    assert "Why this answer" not in [e.label for e in at.expander]
+
+
 # --------------------------------------------------------------------------- slow: real MiniLM + stand-in reranker
 
 

@@ -204,7 +204,14 @@ class AnswerPolicy:
 
     def weighed_against(self, features: Mapping[str, float], most: int = 2) -> str:
         """The ``most`` features that pulled hardest toward abstaining, in words with their values ("" if none did)."""
-        pulls = sorted((pull, name) for name, pull in self.contributions(features).items() if pull < 0)
+        return self._weighed(features, -1, most)
+
+    def weighed_for(self, features: Mapping[str, float], most: int = 2) -> str:
+        """The ``most`` features that pulled hardest toward answering, in words with their values ("" if none did)."""
+        return self._weighed(features, +1, most)
+
+    def _weighed(self, features: Mapping[str, float], sign: int, most: int) -> str:
+        pulls = sorted((-sign * pull, name) for name, pull in self.contributions(features).items() if sign * pull > 0)
         return ", ".join(f"{FEATURE_LABELS[name]} ({_shown(features[name])})" for _, name in pulls[:most])
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import streamlit as st
 
 from pipeline import (
+    AnswerPolicy,
     Hit,
     IndexNotFoundError,
     ModelNotFoundError,
@@ -230,11 +231,30 @@ def show_collapsed(hits: list[Hit], start: int, question: str, expand_first: boo
             st.html(card_html(hit, start + offset, question))
 
 
-def show_result(result: SearchResult) -> None:
-    """The hits in the pipeline's own order (the CLI's and the API's): answering ones as cards, others collapsed."""
+def why_answered(result: SearchResult, policy: AnswerPolicy) -> str | None:
+    """What weighed most for and against answering, in words (``None`` when the policy does not abstain)."""
+    if not policy.abstains or not result.evidence or result.answerability is None:
+        return None
+    said = [f"Answerability {result.answerability:.2f}."]
+    if pro := policy.weighed_for(result.evidence):
+        said.append(f"For it most: {pro}.")
+    if con := policy.weighed_against(result.evidence):
+        said.append(f"Against it most: {con}.")
+    return " ".join(said)
+
+
+def show_result(result: SearchResult, policy: AnswerPolicy | None = None) -> None:
+    """The hits in the pipeline's own order (the CLI's and the API's): answering ones as cards, others collapsed.
+
+    ``policy``: the answer policy the search was decided with; an answer then says what weighed for it.
+    """
     question = result.query
     if result.answer is not None:
         st.html(best_answer_html(result))
+        why = why_answered(result, policy) if policy is not None else None
+        if why:
+            with st.expander("Why this answer"):
+                st.markdown(escape_markdown(why))
     elif result.no_answer_reason and result.candidate is not None:
         show_abstention(result)
     if result.hits and all(h.answerable is None for h in result.hits):
@@ -460,7 +480,7 @@ def main() -> None:
         parts.gate.leave()
     choice["latency"].html(timings_html(result.timings))
     st.divider()
-    show_result(result)
+    show_result(result, qa.answer_policy)
 
 
 def public_message(exc: QASearchError) -> str:
