@@ -541,6 +541,7 @@ def test_an_abstention_carries_the_same_fields_in_python_http_and_cli(tmp_path, 
             None, want["answerability"], want["no_answer_reason"])
         assert got["candidate"]["text"] == want["candidate"]["text"]
         assert not any(h["answerable"] for h in got["hits"])
+        assert got["evidence"] == want["evidence"] and want["evidence"]["probability"] is not None
     # abstain_below moves the threshold for one search, the same way everywhere: at 0 every search answers
     kept = qa.search(QUESTION, abstain_below=0.0).to_dict()
     assert kept["answer"]["text"] == want["candidate"]["text"] and kept["no_answer_reason"] is None
