@@ -169,6 +169,10 @@ def test_fitting_needs_questions_without_an_answer(tmp_path, fit_data, tiny_cros
     assert code == 2
     assert "needs questions with an answer and questions without one" in capsys.readouterr().err
     rows = [AnswerRow(str(i), "A" if i % 2 else "B", bool(i % 3), {"share": float(i)}) for i in range(12)]
+    # one article of unanswerable questions only: the fold that measures it trains on answerable ones alone
+    segregated = [AnswerRow(str(i), f"g{i % 3}", i % 3 != 0, {"share": float(i % 5)}) for i in range(30)]
+    with pytest.raises(ConfigError, match="Fold \\d's training articles hold only answerable questions; use fewer --folds"):
+        fit_answer_policy(segregated, AnswerPolicy(), ("share",), folds=3)
     with pytest.raises(ConfigError, match="No search measured dense_similarity"):
         fit_answer_policy([AnswerRow(r.question_id, r.group, r.answerable, {**r.features, "dense_similarity": math.nan})
                            for r in rows], AnswerPolicy(), ("share", "dense_similarity"), folds=2)

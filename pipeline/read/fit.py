@@ -187,6 +187,9 @@ def fit_answer_policy(rows: Sequence[AnswerRow], base: AnswerPolicy, names: Sequ
                           "need the bi-encoder's scores: a hybrid or dense search); leave it out of --features.")
     per_fold, out_of_fold = [], np.zeros(len(y))
     for k, (train, test) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
+        if len(set(y[train])) < 2:
+            raise ConfigError(f"Fold {k}'s training articles hold only {'answerable' if y[train].all() else 'unanswerable'}"
+                              " questions; use fewer --folds, or questions of both kinds in more articles.")
         means = np.nanmean(X[train], axis=0)
         scaler, model = fit_logistic(_filled(X[train], means), y[train], C)
         threshold = keep_threshold(model.predict_proba(scaler.transform(_filled(X[train], means)))[:, 1], y[train],
