@@ -176,3 +176,29 @@ def test_fitting_needs_questions_without_an_answer(tmp_path, fit_data, tiny_cros
     with pytest.raises(ConfigError, match="No search measured dense_similarity"):
         fit_answer_policy([AnswerRow(r.question_id, r.group, r.answerable, {**r.features, "dense_similarity": math.nan})
                            for r in rows], AnswerPolicy(), ("share", "dense_similarity"), folds=2)
+
+
+def test_the_cli_fit_and_the_benchmark_that_fitted_the_shipped_policy_agree():
+    """fit-answers and benchmarks/answers_fit.py share the model, the folds and the threshold rule."""
+    import numpy as np
+    from conftest import load_benchmark
+
+    answers_fit = load_benchmark("answers_fit")
+    rng = np.random.default_rng(0)
+    n, names = 240, ("share", "span_score", "missing_terms")
+    y = rng.random(n) < 0.5
+    X = np.column_stack([rng.normal(y * 0.8, 1.0), rng.normal(y * 0.5, 1.0), rng.poisson(2 - y)]).astype(float)
+    groups = [f"article-{i % 8}" for i in range(n)]
+    rows = [AnswerRow(str(i), groups[i], bool(y[i]), dict(zip(names, X[i]))) for i in range(n)]
+    fitted = fit_answer_policy(rows, AnswerPolicy(paragraphs=1), names, folds=4)
+    records = [{"answerable": bool(y[i]), "title": groups[i], "question": "q", "answers": ["x"] if y[i] else []}
+               for i in range(n)]
+    cv = answers_fit.cross_validate(records, X, ["x"] * n, 4, names)
+    assert fitted.pooled["auroc"] == pytest.approx(cv["pooled_out_of_fold"]["auroc"], abs=1e-9)
+    assert fitted.pooled["false_answer_rate_at_keep"] == pytest.approx(
+        cv["pooled_out_of_fold"]["false_answer_rate_at_keep"], abs=1e-9)
+    assert [f["articles"] for f in fitted.folds] == [f["articles"] for f in cv["folds"]]
+    scaler, model = answers_fit.fit(X, y.astype(int))
+    assert fitted.policy.coef == answers_fit.model_fields(scaler, model)["coef"]
+    assert fitted.policy.threshold == round(answers_fit.keep_threshold(model.predict_proba(scaler.transform(X))[:, 1],
+                                                                       y.astype(int)), 6)
