@@ -15,7 +15,7 @@ from pipeline.read.fit import (
     collect_answer_rows,
     fit_answer_policy,
 )
-from pipeline.read.policy import AnswerPolicy
+from pipeline.read.policy import FEATURES, AnswerPolicy
 
 # Six articles of two paragraphs. Each paragraph has two questions it answers, in its own words, and
 # two written against it as SQuAD 2.0's crowd did: its words with a swapped-in name no paragraph holds.
@@ -80,7 +80,7 @@ def fit_pipeline(fit_data, tiny_cross_encoder, tiny_reader):
 
 def test_a_search_shows_the_evidence_its_answerability_came_from(fit_pipeline):
     result = fit_pipeline.search("What is the capital of Norway?")
-    assert set(result.evidence) == set(fit_pipeline.answer_policy.features) | set(FITTABLE) | {"question_form"}
+    assert set(result.evidence) == set(FEATURES)  # every feature, those the policy does not read too
     assert result.answerability == pytest.approx(fit_pipeline.answer_policy.answerability(result.evidence), abs=1e-4)
     bm25 = fit_pipeline.search("What is the capital of Norway?", mode="bm25")
     assert math.isnan(bm25.evidence["dense_similarity"])
