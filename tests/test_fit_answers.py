@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -202,3 +203,47 @@ def test_the_cli_fit_and_the_benchmark_that_fitted_the_shipped_policy_agree():
     assert fitted.policy.coef == answers_fit.model_fields(scaler, model)["coef"]
     assert fitted.policy.threshold == round(answers_fit.keep_threshold(model.predict_proba(scaler.transform(X))[:, 1],
                                                                        y.astype(int)), 6)
+
+
+def test_questions_about_your_own_documents_fit_from_json_lines(fit_data, fit_pipeline, tiny_cross_encoder, tiny_reader,
+                                                                tmp_path, capsys):
+    """A deployment's own questions, one JSON object a line with its group; the same questions fit the same."""
+    from pipeline.eval.questions import load_labelled_questions, load_questions
+
+    squad = load_questions(fit_data[0])
+    lines = tmp_path / "mine.jsonl"
+    lines.write_text("".join(json.dumps({"id": q.id, "question": q.text, "answerable": q.answerable, "group": q.title,
+                                         "answers": list(q.answers)}) + "\n\n" for q in squad), encoding="utf-8")
+    mine = load_labelled_questions(lines)
+    assert [(q.id, q.text, q.title, q.answerable, q.answers) for q in mine] == [
+        (q.id, q.text, q.title, q.answerable, q.answers) for q in squad]
+    fits = []
+    for questions in (squad, mine):
+        rows, _ = collect_answer_rows(fit_pipeline, questions, FITTABLE, progress=False)
+        fits.append(fit_answer_policy(rows, fit_pipeline.answer_policy, FITTABLE, folds=3))
+    assert fits[0].policy == fits[1].policy and fits[0].pooled == fits[1].pooled
+    assert main(["fit-answers", "--index", str(fit_data[1]), "--questions", str(lines), "--reranker",
+                 str(tiny_cross_encoder), "--reader", str(tiny_reader), "--folds", "3",
+                 "--out", str(tmp_path / "mine-policy.json"), "-q"]) == 0
+    assert "48 questions of 6 groups" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"question": "Who?", "answerable": true, "group": "a"}', "not json"], "line 2 is not JSON"),
+    (['{"question": "Who?", "answerable": "yes", "group": "a"}'], 'line 1 needs "answerable": true or false'),
+    (['{"question": "Who?", "answerable": false}'], 'line 1 needs a non-empty "group" (the document'),
+    (['{"question": " ", "answerable": false, "group": "a"}'], 'line 1 needs a non-empty "question"'),
+    (['{"question": "Who?", "answerable": true, "group": "a", "answers": "Remus"}'],
+     'line 1: "answers" must be a list of strings'),
+    ([""], "no questions in the file"),
+])
+def test_a_malformed_json_lines_file_says_which_line(tmp_path, lines, message):
+    from pipeline.errors import CorpusError
+    from pipeline.eval.questions import load_labelled_questions
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=re.escape(message)):
+        load_labelled_questions(path)
+    with pytest.raises(ConfigError, match="--articles picks articles of a SQuAD file"):
+        load_labelled_questions(path, "0-3")

@@ -117,6 +117,64 @@ def load_questions(path: str | Path, articles: str | Sequence[int] | None = None
     return questions
 
 
+#: File endings read as JSON Lines of labelled questions by :func:`load_labelled_questions`.
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def load_labelled_questions(path: str | Path, articles: str | Sequence[int] | None = None) -> list[Question]:
+    """Questions known to have an answer or not: a SQuAD v2.0 file (:func:`load_questions`), or JSON Lines.
+
+    A ``.jsonl`` file has one question per line, written against a deployment's own
+    documents: ``{"question": "...", "answerable": true, "group": "the document it was
+    written against"}``, with an optional ``"id"`` and ``"answers"`` (a list of strings).
+    The group is what cross-validation keeps whole (an article in SQuAD), so a fit is
+    never measured on questions of a document it was fitted on.
+
+    >>> import tempfile, os
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+    ...     _ = f.write('{"question": "Who founded Rome?", "answerable": true, "group": "Rome"}\\n')
+    >>> [(q.text, q.title, q.answerable) for q in load_labelled_questions(f.name)]
+    [('Who founded Rome?', 'Rome', True)]
+    >>> os.remove(f.name)
+    """
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in JSONL_SUFFIXES:
+        return load_questions(path, articles)
+    if articles is not None:
+        raise ConfigError("--articles picks articles of a SQuAD file; a JSON Lines file of questions has groups, "
+                          "and every line is used.")
+    if not path.is_file():
+        raise CorpusError("no such questions file", path=str(path))
+    questions: list[Question] = []
+    groups: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise CorpusError(f"line {number} is not JSON ({exc})", path=str(path)) from exc
+        if not isinstance(item, dict):
+            raise CorpusError(f"line {number} is not a JSON object", path=str(path))
+        text, group, answerable = item.get("question"), item.get("group"), item.get("answerable")
+        if not isinstance(text, str) or not text.strip():
+            raise CorpusError(f'line {number} needs a non-empty "question"', path=str(path))
+        if not isinstance(answerable, bool):
+            raise CorpusError(f'line {number} needs "answerable": true or false', path=str(path))
+        if not isinstance(group, str) or not group.strip():
+            raise CorpusError(f'line {number} needs a non-empty "group" (the document the question was written '
+                              "against)", path=str(path))
+        answers = item.get("answers", [])
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise CorpusError(f'line {number}: "answers" must be a list of strings', path=str(path))
+        questions.append(Question(id=str(item.get("id", number)), text=text, title=group,
+                                  article=groups.setdefault(group, len(groups)), paragraph=0, context="",
+                                  answers=tuple(answers), answerable=answerable))
+    if not questions:
+        raise CorpusError("no questions in the file", path=str(path))
+    return questions
+
+
 def seeded_sample(items: Sequence[T], n: int | None, seed: int) -> list[T]:
     """``n`` of ``items`` drawn with ``seed``, in their original order (all of them when ``n`` is ``None`` or too big).
 

@@ -9,7 +9,11 @@ from pipeline.apps.cli.common import add_pipeline_options, pipeline_settings
 
 
 def _cmd_fit_answers(args: argparse.Namespace) -> int:
-    from pipeline.eval.questions import load_questions, sample_questions
+    from pipeline.eval.questions import (
+        JSONL_SUFFIXES,
+        load_labelled_questions,
+        sample_questions,
+    )
     from pipeline.files import write_json
     from pipeline.qa import QAPipeline
     from pipeline.read.fit import (
@@ -22,7 +26,7 @@ def _cmd_fit_answers(args: argparse.Namespace) -> int:
 
     require_scikit_learn()  # before the searches, not after
     names = check_features([n.strip() for n in (args.features or ",".join(FITTABLE)).split(",") if n.strip()])
-    questions = sample_questions(load_questions(args.questions, args.articles), args.sample, args.seed)
+    questions = sample_questions(load_labelled_questions(args.questions, args.articles), args.sample, args.seed)
     qa = QAPipeline.load(args.index, **pipeline_settings(args))
     rows, skipped = collect_answer_rows(qa, questions, names, batch_size=args.batch_size, progress=not args.quiet)
     cfg = qa.settings
@@ -36,12 +40,13 @@ def _cmd_fit_answers(args: argparse.Namespace) -> int:
         write_json(args.report, {"folds": fitted.folds, "pooled_out_of_fold": fitted.pooled,
                                  "skipped_without_candidate": skipped, "features": list(names)})
     pooled = fitted.pooled
+    groups = "groups" if Path(args.questions).suffix.lower() in JSONL_SUFFIXES else "articles"
     print(f"{'fold':<6}{'questions':>10}{'AUROC':>8}{'false answers':>15}{'recall':>8}")
     for fold in fitted.folds:
         auroc = "-" if fold["auroc"] is None else f"{fold['auroc']:.3f}"
         print(f"{fold['fold']:<6}{fold['questions']:>10}{auroc:>8}{fold['false_answer_rate']:>15.3f}"
               f"{fold['recall']:>8.3f}")
-    print(f"Out of fold, {pooled['questions']} questions of {pooled['articles']} articles ({pooled['answerable']} "
+    print(f"Out of fold, {pooled['questions']} questions of {pooled['articles']} {groups} ({pooled['answerable']} "
           f"answerable; {skipped} without a candidate left out): AUROC {pooled['auroc']:.3f}, false answers "
           f"{100 * pooled['false_answer_rate_at_keep']:.1f}% where {100 * args.keep:.0f}% of the answerable keep one.")
     print(f"Wrote {args.out} (threshold {fitted.policy.threshold:.3f}); use it with --answer-policy {args.out} "
@@ -60,7 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_pipeline_options(fa)
     fa.add_argument("--questions", required=True, metavar="FILE",
-                    help="SQuAD v2.0 JSON file with answerable and unanswerable (is_impossible) questions")
+                    help="SQuAD v2.0 JSON file with answerable and unanswerable (is_impossible) questions, or a .jsonl "
+                    'file of {"question": ..., "answerable": true|false, "group": "the document it was written '
+                    'against"} per line')
     fa.add_argument("--articles", metavar="RANGES", help="article indices to fit on, e.g. 0-23 (default all)")
     fa.add_argument("--sample", type=int, metavar="N", help="fit on a fixed random sample of N questions")
     fa.add_argument("--seed", type=int, default=0, help="seed of --sample (default 0)")
