@@ -144,7 +144,7 @@ def test_cli_fit_answers_writes_a_policy_that_search_loads(fit_data, tiny_cross_
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--folds", "7"], "--folds 7 needs at least 2 folds and as many articles; the questions come from 6 article(s)."),
+    (["--folds", "7"], "--folds 7 needs at least 2 folds and as many articles (or groups); the questions come from 6."),
     (["--features", "share,bogus"], "Unknown answer-policy feature(s) bogus; valid values: probability,"),
     (["--features", "question_form"], "Unknown answer-policy feature(s) question_form"),
     (["--keep", "1.5"], "--keep must be between 0 and 1"),

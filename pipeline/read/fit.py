@@ -173,13 +173,13 @@ def fit_answer_policy(rows: Sequence[AnswerRow], base: AnswerPolicy, names: Sequ
     y = np.array([int(r.answerable) for r in rows])
     if not len(y) or y.all() or not y.any():
         raise ConfigError("Fitting the answer policy needs questions with an answer and questions without one "
-                          f"(SQuAD v2.0 is_impossible); got {int(y.sum())} answerable of {len(y)} searched with a "
+                          f"(SQuAD v2.0's is_impossible, or \"answerable\": false); got {int(y.sum())} answerable of {len(y)} searched with a "
                           "candidate.")
     groups = np.array([r.group for r in rows])
     articles = len(set(groups))
     if folds < 2 or articles < folds:
-        raise ConfigError(f"--folds {folds} needs at least 2 folds and as many articles; the questions come from "
-                          f"{articles} article(s).")
+        raise ConfigError(f"--folds {folds} needs at least 2 folds and as many articles (or groups); the "
+                          f"questions come from {articles}.")
     X = np.array([[float(r.features.get(n, np.nan)) for n in names] for r in rows], dtype=float)
     unmeasured = [n for j, n in enumerate(names) if not np.isfinite(X[:, j]).any()]
     if unmeasured:
