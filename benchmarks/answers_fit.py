@@ -48,7 +48,15 @@ from pipeline.models.encoder import BiEncoder  # noqa: E402
 from pipeline.rank.reading import read_first, read_order  # noqa: E402
 from pipeline.read.answers import aggregate, answer_features  # noqa: E402
 from pipeline.read.evidence import LexicalEvidence, Similarity, compared_sentences  # noqa: E402
-from pipeline.read.fit import KEEP, C, fit_logistic, keep_threshold, model_fields  # noqa: E402
+from pipeline.read.fit import (  # noqa: E402
+    KEEP,
+    C,
+    abstention_figures,
+    false_answer_rate_at_keep,
+    fit_logistic,
+    keep_threshold,
+    model_fields,
+)
 from pipeline.read.policy import DEFAULT_POLICY, FEATURES, AnswerPolicy  # noqa: E402
 from pipeline.read.reader import Reading, Span  # noqa: E402
 from pipeline.read.similarity import SentenceSimilarity  # noqa: E402
@@ -380,25 +388,16 @@ def false_answers_at_keep(y: np.ndarray, scores: np.ndarray, idx: np.ndarray, ke
     yy, ss = y[idx], scores[idx]
     if len(set(yy)) < 2:
         return math.nan
-    return float((ss[yy == 0] >= keep_threshold(ss, yy, keep)).mean())
+    return false_answer_rate_at_keep(ss, yy, keep)
 
 
 def judged(records, preds, scores, threshold) -> dict:
-    from sklearn.metrics import roc_auc_score
-
+    """:func:`abstention_figures` at ``threshold``, and the official v2.0 EM/F1 of the answers it keeps."""
     y = np.array([int(r["answerable"]) for r in records])
-    kept = scores >= threshold
-    final = [p if k else None for p, k in zip(preds, kept)]
+    final = [p if k else None for p, k in zip(preds, scores >= threshold)]
     v2 = squad_v2_scores(final, [r["answers"] for r in records])
-    return {
-        "questions": len(records),
-        "answerable": int(y.sum()),
-        "auroc": float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None,
-        "threshold": threshold,
-        "false_answer_rate": float(kept[y == 0].mean()) if (y == 0).any() else None,
-        "recall": float(kept[y == 1].mean()) if (y == 1).any() else None,
-        **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in v2.items()},
-    }
+    return {**abstention_figures(y, scores, threshold), "threshold": threshold,
+            **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in v2.items()}}
 
 
 def abstention_features(records: list[dict], policy: AnswerPolicy, folds: int, names: tuple[str, ...] = DEFAULT_FEATURES,

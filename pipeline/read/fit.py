@@ -149,7 +149,13 @@ def _filled(X: np.ndarray, means: np.ndarray) -> np.ndarray:
     return out
 
 
-def _judged(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+def false_answer_rate_at_keep(scores: np.ndarray, y: np.ndarray, keep: float = KEEP) -> float:
+    """The share of unanswerable questions (y == 0) that keep an answer where ``keep`` of the answerable ones do."""
+    return float((scores[y == 0] >= keep_threshold(scores, y, keep)).mean())
+
+
+def abstention_figures(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Questions, answerable ones, AUROC, and false-answer rate and recall at ``threshold`` (None where undefined)."""
     from sklearn.metrics import roc_auc_score
 
     kept = scores >= threshold
@@ -196,10 +202,9 @@ def fit_answer_policy(rows: Sequence[AnswerRow], base: AnswerPolicy, names: Sequ
                                    keep)
         out_of_fold[test] = model.predict_proba(scaler.transform(_filled(X[test], means)))[:, 1]
         per_fold.append({"fold": k, "articles": sorted(set(groups[test])), "threshold": threshold,
-                         **_judged(y[test], out_of_fold[test], threshold)})
-    at_keep = keep_threshold(out_of_fold, y, keep)
+                         **abstention_figures(y[test], out_of_fold[test], threshold)})
     pooled = {"auroc": float(roc_auc_score(y, out_of_fold)), "keep": keep,
-              "false_answer_rate_at_keep": float((out_of_fold[y == 0] >= at_keep).mean()),
+              "false_answer_rate_at_keep": false_answer_rate_at_keep(out_of_fold, y, keep),
               "questions": int(len(y)), "answerable": int(y.sum()), "articles": articles}
     means = np.nanmean(X, axis=0)
     scaler, model = fit_logistic(_filled(X, means), y, C)
